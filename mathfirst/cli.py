@@ -1,0 +1,92 @@
+"""The `mathfirst` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from mathfirst.config import ConfigError, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Reasoning curriculum: math first, then everything.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect and export the tiny world's tasks.")
+app.add_typer(data_app, name="data")
+err = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    err.print(f"[red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    config: Path = typer.Option(None, help="YAML config (default: configs/tiny.yaml; on --resume, the run's own)"),
+    out: Path = typer.Option(Path("runs/tiny"), help="run folder"),
+    resume: bool = typer.Option(False, help="continue a killed or partial run from its last checkpoint"),
+    stages: str = typer.Option("", help="comma-separated subset of stages to run"),
+) -> None:
+    """Run the curriculum: pretrain -> sft, evaluating every stage on all held-out domains."""
+    import torch
+
+    from mathfirst.curriculum import run_curriculum
+
+    try:
+        cfg = load_config(config) if config else (None if resume else load_config("configs/tiny.yaml"))
+        if cfg and cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        run_curriculum(cfg, out, resume, [s for s in stages.split(",") if s] or None)
+    except ConfigError as e:
+        fail(str(e))
+
+
+@data_app.command("preview")
+def data_preview(
+    domain: str = typer.Option("math", help="math, stem, code, simulation, logic or table"),
+    n: int = typer.Option(3, "-n", help="how many tasks"),
+    level: int = typer.Option(0, help="difficulty 1-3 (0: all)"),
+    seed: int = 0,
+    slip_rate: float = typer.Option(0.3, help="share of traces with a slip"),
+) -> None:
+    """Print generated tasks with their worked solutions."""
+    from mathfirst.data.reasoning import TraceStyle
+    from mathfirst.data.world import generate_tasks, traces
+
+    try:
+        tasks = generate_tasks(domain, "train", n, seed, (level,) if level else (1, 2, 3))
+    except ValueError as e:
+        fail(str(e))
+    console = Console()
+    for task, (q, solution, correct) in zip(tasks, traces(tasks, TraceStyle(1.0, slip_rate, 0.5), seed)):
+        console.rule(f"{domain} · level {task.level} · {task.kind} · gold {task.answer if domain != 'code' else '(tests)'}")
+        console.print(f"[bold]Q:[/] {q}", highlight=False)
+        console.print(solution, highlight=False, markup=False)
+        console.print(f"[dim](trace is {'correct' if correct else 'WRONG: an uncorrected slip'})[/]")
+
+
+@data_app.command("export")
+def data_export(
+    out: Path = typer.Option(..., help="output folder"),
+    train_per_domain: int = typer.Option(1000, help="train tasks per domain"),
+    heldout_per_domain: int = typer.Option(100, help="held-out tasks per domain"),
+    seed: int = 0,
+) -> None:
+    """Write train.parquet and heldout.parquet in verl's RL schema."""
+    from mathfirst.data.export import export_parquet
+
+    for split, path in export_parquet(out, train_per_domain, heldout_per_domain, seed).items():
+        print(f"{split}: {path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The curriculum: stages in order, each starting from the previous stage's checkpoint, resumable."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from rich.console import Console
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from mathfirst.checkpoint import write_json_atomic
+from mathfirst.config import STAGES, ConfigError, RunConfig, dump_config, load_config
+from mathfirst.data.reasoning import TraceStyle
+from mathfirst.data.world import generate_tasks, traces
+from mathfirst.eval.heldout import evaluate_heldout, print_eval
+from mathfirst.model import build_tiny_model, count_params, load_model, save_model
+from mathfirst.sft import encode_chat, train
+from mathfirst.tokenizer import train_tokenizer
+
+console = Console()
+
+
+def prepare_run_dir(cfg: RunConfig, out: Path, resume: bool) -> RunConfig:
+    """Create the run folder, or on --resume check it and return its saved config."""
+    saved = out / "config.yaml"
+    if resume:
+        if not saved.is_file():
+            raise ConfigError(f"nothing to resume in {out}: no config.yaml (start it without --resume)")
+        saved_cfg = load_config(saved)
+        if cfg is not None and saved_cfg != cfg:
+            raise ConfigError(f"{out} was started with another config; resume without --config or use a new --out")
+        return saved_cfg
+    if saved.exists():
+        raise ConfigError(f"run folder {out} already holds a run; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    saved.write_text(dump_config(cfg))
+    return cfg
+
+
+def stage_examples(cfg: RunConfig, stage: str) -> list[tuple[str, str]]:
+    """(prompt, worked solution) pairs for a supervised stage, spread evenly over its domains."""
+    tcfg = getattr(cfg, stage)
+    w = cfg.world
+    style = (
+        TraceStyle(w.pretrain_skill_rate, w.pretrain_slip_rate, w.pretrain_corrected_share)
+        if stage == "pretrain"
+        else TraceStyle(w.sft_skill_rate, w.sft_slip_rate, w.sft_corrected_share)
+    )
+    pairs = []
+    per_domain = -(-tcfg.examples // len(tcfg.domains))
+    for domain in tcfg.domains:
+        tasks = generate_tasks(domain, "train", per_domain, cfg.seed + STAGES.index(stage), tuple(w.levels))
+        pairs += [(q, s) for q, s, _ in traces(tasks, style, cfg.seed + STAGES.index(stage))]
+    return pairs
+
+
+def tiny_tokenizer(cfg: RunConfig, out: Path) -> PreTrainedTokenizerBase:
+    """Train the tiny world's tokenizer once per run; later calls load it."""
+    path = out / "tokenizer"
+    if not (path / "tokenizer.json").is_file():
+        corpus = [f"{q}\n{s}" for q, s in stage_examples(cfg, "pretrain")]
+        train_tokenizer(corpus, cfg.model.vocab_size).save_pretrained(path)
+    return AutoTokenizer.from_pretrained(path)
+
+
+def initial_model(cfg: RunConfig, out: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    if cfg.model.init == "tiny":
+        tokenizer = tiny_tokenizer(cfg, out)
+        return build_tiny_model(cfg.model, tokenizer, cfg.seed), tokenizer
+    return load_model(cfg.model.init)
+
+
+def starting_point(cfg: RunConfig, out: Path, stage: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The checkpoint of the latest finished stage before `stage`, else the initial model."""
+    for earlier in reversed(STAGES[: STAGES.index(stage)]):
+        if (out / earlier / "trained.json").is_file():
+            return load_model(out / earlier)
+    if stage != "pretrain" and cfg.model.init == "tiny":
+        raise ConfigError(f"stage {stage} needs a finished earlier stage in {out}; run pretrain first")
+    return initial_model(cfg, out)
+
+
+def run_stage(cfg: RunConfig, out: Path, stage: str) -> dict:
+    stage_dir = out / stage
+    if not (stage_dir / "trained.json").is_file():
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        model, tokenizer = starting_point(cfg, out, stage)
+        tcfg = getattr(cfg, stage)
+        t0 = time.perf_counter()
+        pairs = stage_examples(cfg, stage)
+        max_len = cfg.model.max_seq_len
+        examples = [encode_chat(tokenizer, q, s, stage == "pretrain", max_len) for q, s in pairs]
+        console.print(f"[bold]{stage}[/]: {len(examples)} examples, {count_params(model):,} parameters")
+        model = train(model, tokenizer, examples, tcfg, stage_dir, cfg.seed, stage)
+        save_model(model, tokenizer, stage_dir)
+        write_json_atomic(stage_dir / "trained.json", {"steps": tcfg.steps, "seconds": round(time.perf_counter() - t0, 1)})
+        shutil.rmtree(stage_dir / "last", ignore_errors=True)
+    if not (stage_dir / "eval.json").is_file():
+        model, tokenizer = load_model(stage_dir)
+        t0 = time.perf_counter()
+        results = evaluate_heldout(model, tokenizer, cfg, stage_dir, stage)
+        write_json_atomic(stage_dir / "eval.json", {"stage": stage, "domains": results, "seconds": round(time.perf_counter() - t0, 1)})
+    results = load_json(stage_dir / "eval.json")["domains"]
+    print_eval(stage, results)
+    return results
+
+
+def run_curriculum(cfg: RunConfig | None, out: Path, resume: bool, stages: list[str] | None = None) -> dict:
+    """Run (or resume) the configured stages into `out`; returns held-out results per stage."""
+    cfg = prepare_run_dir(cfg, out, resume)
+    wanted = stages or cfg.stages
+    for s in wanted:
+        if s not in STAGES:
+            raise ConfigError(f"unknown stage {s!r}; choose from: {', '.join(STAGES)}")
+    results = {}
+    for stage in STAGES:
+        if stage not in wanted:
+            continue
+        if stage == "pretrain" and cfg.model.init != "tiny":
+            console.print("pretrain: skipped (it is for the tiny model; this run starts from a pretrained model)")
+            continue
+        results[stage] = run_stage(cfg, out, stage)
+    return results
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(path.read_text())

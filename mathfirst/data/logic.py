@@ -1,0 +1,94 @@
+"""Logic tasks: propositional evaluation, orderings, knights and knaves."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from mathfirst.data.reasoning import Solution, Step
+from mathfirst.data.schema import Task
+
+LEVELS = (1, 2, 3)
+NAMES = ["Ann", "Bob", "Cal", "Dee", "Eve", "Fay", "Gus", "Hal"]
+RELATIONS = [("taller", "tallest"), ("older", "oldest"), ("faster", "fastest")]
+
+
+def _tf(b: bool) -> str:
+    return "true" if b else "false"
+
+
+def propositional(rng: random.Random) -> Task:
+    env = {v: rng.random() < 0.5 for v in "pqr"}
+    a, b = rng.sample("pqr", 2)
+    neg = rng.random() < 0.5
+    op = rng.choice(["and", "or"])
+    inner = not env[b] if neg else env[b]
+    value = (env[a] and inner) if op == "and" else (env[a] or inner)
+    b_text = f"not {b}" if neg else b
+    facts = ", ".join(f"{v} is {_tf(env[v])}" for v in "pqr")
+    steps = []
+    if neg:
+        steps.append(Step(f"not {b}", _tf(inner), _tf(not inner)))
+    steps.append(Step(f"{a} {op} {b_text}", _tf(value), _tf(not value)))
+    q = f"Given {facts}. Is ({a} {op} {b_text}) true or false?"
+    sol = Solution(subgoals=["evaluate the inner parts first."], steps=steps, answer=_tf(value), wrong_answer="")
+    return Task("logic", 1, "propositional", q, _tf(value), sol, chance=0.5)
+
+
+def ordering(rng: random.Random) -> Task:
+    people = rng.sample(NAMES, rng.randint(3, 4))  # people[0] is the top
+    comparative, superlative = rng.choice(RELATIONS)
+    facts = [f"{people[i]} is {comparative} than {people[i + 1]}." for i in range(len(people) - 1)]
+    rng.shuffle(facts)
+    order = sorted(people)
+    steps = []
+    for p in order:
+        i = people.index(p)
+        above = f"below {people[i - 1]}" if i else "below no one"
+        wrong = "below no one" if i else f"below {people[1]}"
+        steps.append(Step(p, above, wrong, case=True))
+    steps.append(Step(superlative, people[0], people[1]))
+    q = f"{' '.join(facts)} Who is the {superlative}?"
+    sol = Solution(subgoals=[f"find who has no one {comparative} than them."], steps=steps, answer=people[0], wrong_answer="")
+    return Task("logic", 2, "ordering", q, people[0], sol, chance=1 / len(people))
+
+
+def _statement(rng: random.Random, speaker: str, other: str) -> tuple[str, object]:
+    """A statement and its truth as a function of (speaker is knight, other is knight)."""
+    kind = rng.randrange(4)
+    if kind == 0:
+        return f"{other} is a knave.", lambda s, o: not o
+    if kind == 1:
+        return f"{other} is a knight.", lambda s, o: o
+    if kind == 2:
+        return f"We are the same kind.", lambda s, o: s == o
+    return f"At least one of us is a knave.", lambda s, o: (not s) or (not o)
+
+
+def knights_knaves(rng: random.Random) -> Task:
+    a, b = rng.sample(NAMES, 2)
+    while True:
+        sa, fa = _statement(rng, a, b)
+        sb, fb = _statement(rng, b, a)
+        ok = [(x, y) for x, y in itertools.product([True, False], repeat=2) if fa(x, y) == x and fb(y, x) == y]
+        if len(ok) == 1:
+            break
+    kind = {True: "knight", False: "knave"}
+    answer = f"{a} {kind[ok[0][0]]}, {b} {kind[ok[0][1]]}"
+    steps = []
+    for x, y in itertools.product([True, False], repeat=2):
+        good = fa(x, y) == x and fb(y, x) == y
+        steps.append(Step(f"{a} {kind[x]}, {b} {kind[y]}", "consistent" if good else "contradiction",
+                          "contradiction" if good else "consistent", case=True))
+    wrong_pair = rng.choice([p for p in itertools.product([True, False], repeat=2) if p != ok[0]])
+    steps.append(Step("the only consistent case", answer, f"{a} {kind[wrong_pair[0]]}, {b} {kind[wrong_pair[1]]}"))
+    q = f"Knights always tell the truth and knaves always lie. {a} says: {sa} {b} says: {sb} What are {a} and {b}?"
+    sol = Solution(subgoals=["try all four cases and keep the consistent one."], steps=steps, answer=answer, wrong_answer="")
+    return Task("logic", 3, "knights_knaves", q, answer, sol, chance=0.25)
+
+
+GENERATORS = {1: [propositional], 2: [ordering], 3: [knights_knaves]}
+
+
+def generate(rng: random.Random, level: int) -> Task:
+    return rng.choice(GENERATORS[level])(rng)

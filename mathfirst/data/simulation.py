@@ -1,0 +1,78 @@
+"""Simulation tasks: predict a state machine's state, a loop's output, a stack's top."""
+
+from __future__ import annotations
+
+import random
+
+from mathfirst.data.math import near_miss
+from mathfirst.data.reasoning import Solution, Step
+from mathfirst.data.schema import Task
+
+LEVELS = (1, 2, 3)
+CYCLES = [["red", "green", "yellow"], ["north", "east", "south", "west"], ["spring", "summer", "autumn", "winter"]]
+
+
+def state_machine(rng: random.Random) -> Task:
+    cycle = rng.choice(CYCLES)
+    start = rng.randrange(len(cycle))
+    n = rng.randint(1, 4)
+    states = [cycle[(start + i) % len(cycle)] for i in range(1, n + 1)]
+    steps = [
+        Step(f"after step {i}", s, cycle[(cycle.index(s) + 1) % len(cycle)], case=True)
+        for i, s in enumerate(states, 1)
+    ]
+    loop = " -> ".join(cycle + [cycle[0]])
+    q = f"A machine cycles {loop}. It starts at {cycle[start]}. Where is it after {n} steps?"
+    sol = Solution(subgoals=[f"advance one state at a time, {n} times."], steps=steps, answer=states[-1], wrong_answer="")
+    return Task("simulation", 1, "state_machine", q, states[-1], sol, chance=1 / len(cycle))
+
+
+def loop(rng: random.Random) -> Task:
+    x0, k, n = rng.randint(1, 9), rng.randint(2, 9), rng.randint(2, 4)
+    op = rng.choice("+-")
+    if op == "-":
+        x0 += k * n
+    x, steps = x0, []
+    for i in range(n):
+        new = x + k if op == "+" else x - k
+        steps.append(Step(f"i = {i}: x = {x} {op} {k}", str(new), near_miss(new, rng), case=True))
+        x = new
+    program = f"x = {x0}\nfor i in range({n}):\n    x = x {op} {k}\nprint(x)"
+    q = f"What does this program print?\n{program}"
+    sol = Solution(subgoals=[f"run the loop {n} times, tracking x."], steps=steps, answer=str(x), wrong_answer="")
+    return Task("simulation", 2, "loop", q, str(x), sol)
+
+
+def stack(rng: random.Random) -> Task:
+    ops, depth = [], 0
+    for _ in range(rng.randint(4, 6)):
+        if depth and rng.random() < 0.35:
+            ops.append("pop")
+            depth -= 1
+        else:
+            ops.append(f"push {rng.randint(1, 9)}")
+            depth += 1
+    if depth == 0:
+        ops.append(f"push {rng.randint(1, 9)}")
+    content: list[int] = []
+    steps = []
+    for op in ops:
+        if op == "pop":
+            content.pop()
+        else:
+            content.append(int(op.split()[1]))
+        shown = "[" + ", ".join(map(str, content)) + "]"
+        wrong = "[" + ", ".join(map(str, content[:-1] + [content[-1] % 9 + 1] if content else [1])) + "]"
+        steps.append(Step(op, shown, wrong, case=True))
+    top = str(content[-1])
+    steps.append(Step("top", top, str(int(top) % 9 + 1)))
+    q = f"Start with an empty stack and run: {', '.join(ops)}. Which number is on top?"
+    sol = Solution(subgoals=["apply the operations in order, tracking the stack."], steps=steps, answer=top, wrong_answer="")
+    return Task("simulation", 3, "stack", q, top, sol)
+
+
+GENERATORS = {1: [state_machine], 2: [loop], 3: [stack]}
+
+
+def generate(rng: random.Random, level: int) -> Task:
+    return rng.choice(GENERATORS[level])(rng)

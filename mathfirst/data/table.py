@@ -1,0 +1,79 @@
+"""Table tasks: lookup, arg-max and totals over a small table."""
+
+from __future__ import annotations
+
+import random
+
+from mathfirst.data.math import near_miss
+from mathfirst.data.reasoning import Solution, Step
+from mathfirst.data.schema import Task
+
+LEVELS = (1, 2, 3)
+NAMES = ["Ann", "Bob", "Cal", "Dee", "Eve", "Fay"]
+COLUMNS = ["apples", "pears", "plums", "books", "coins"]
+
+
+def _table(rng: random.Random) -> tuple[list[str], list[str], list[list[int]]]:
+    names = rng.sample(NAMES, rng.randint(3, 4))
+    cols = rng.sample(COLUMNS, 2)
+    values = [[rng.randint(1, 9) for _ in cols] for _ in names]
+    return names, cols, values
+
+
+def _render(names: list[str], cols: list[str], values: list[list[int]]) -> str:
+    rows = [f"name | {' | '.join(cols)}"] + [f"{n} | {' | '.join(map(str, v))}" for n, v in zip(names, values)]
+    return "\n".join(rows)
+
+
+def lookup(rng: random.Random) -> Task:
+    names, cols, values = _table(rng)
+    r, c = rng.randrange(len(names)), rng.randrange(len(cols))
+    value = values[r][c]
+    q = f"{_render(names, cols, values)}\nHow many {cols[c]} does {names[r]} have?"
+    sol = Solution(
+        subgoals=[f"find the row of {names[r]}, then the column {cols[c]}."],
+        steps=[Step(f"row {names[r]}, column {cols[c]}", str(value), str(values[r][1 - c]))],
+        answer=str(value),
+        wrong_answer="",
+    )
+    return Task("table", 1, "lookup", q, str(value), sol)
+
+
+def arg_max(rng: random.Random) -> Task:
+    names, cols, values = _table(rng)
+    c = rng.randrange(len(cols))
+    column = [v[c] for v in values]
+    if column.count(max(column)) > 1:
+        return arg_max(rng)
+    best = names[column.index(max(column))]
+    steps = [Step(n, f"{v} {cols[c]}", f"{v + 1} {cols[c]}", case=True) for n, v in zip(names, column)]
+    steps.append(Step("most", best, rng.choice([n for n in names if n != best])))
+    q = f"{_render(names, cols, values)}\nWho has the most {cols[c]}?"
+    sol = Solution(subgoals=[f"compare the {cols[c]} of every row."], steps=steps, answer=best, wrong_answer="")
+    return Task("table", 2, "arg_max", q, best, sol, chance=1 / len(names))
+
+
+def total(rng: random.Random) -> Task:
+    names, cols, values = _table(rng)
+    c = rng.randrange(len(cols))
+    column = [v[c] for v in values]
+    running, steps = column[0], []
+    for v in column[1:]:
+        steps.append(Step(f"{running} + {v}", str(running + v), near_miss(running + v, rng)))
+        running += v
+    q = f"{_render(names, cols, values)}\nHow many {cols[c]} are there in total?"
+    sol = Solution(
+        subgoals=[f"add the {cols[c]} column row by row."],
+        steps=steps,
+        answer=str(running),
+        wrong_answer="",
+        check=f"{' + '.join(map(str, column))} = {running}",
+    )
+    return Task("table", 3, "total", q, str(running), sol)
+
+
+GENERATORS = {1: [lookup], 2: [arg_max], 3: [total]}
+
+
+def generate(rng: random.Random, level: int) -> Task:
+    return rng.choice(GENERATORS[level])(rng)

@@ -1,0 +1,71 @@
+"""Held-out accuracy per tiny-world domain: greedy and mean over k samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from mathfirst.config import RunConfig
+from mathfirst.data.reasoning import detect_skills
+from mathfirst.data.world import generate_tasks
+from mathfirst.rewards import compute_scores
+from mathfirst.rollout import generate
+
+
+def evaluate_heldout(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cfg: RunConfig, stage_dir: Path, stage: str
+) -> dict:
+    """Evaluate every configured domain; write eval.json and samples.jsonl into stage_dir."""
+    ecfg = cfg.eval
+    results: dict[str, dict] = {}
+    samples_out = []
+    for domain in ecfg.domains:
+        tasks = generate_tasks(domain, "heldout", cfg.world.heldout_per_domain, cfg.seed, tuple(cfg.world.levels))
+        questions = [t.question for t in tasks]
+        gen = dict(max_new_tokens=ecfg.max_new_tokens, batch_size=ecfg.batch_size, seed=cfg.seed)
+        greedy = generate(model, tokenizer, questions, 1, 0.0, desc=f"{stage}/{domain} greedy", **gen)
+        sampled = (
+            generate(model, tokenizer, questions, ecfg.samples, ecfg.temperature, desc=f"{stage}/{domain} k={ecfg.samples}", **gen)
+            if ecfg.samples
+            else [[] for _ in tasks]
+        )
+        items, owners = [], []
+        for t, g, s in zip(tasks, greedy, sampled):
+            row = t.to_row("heldout", 0)
+            for j, text in enumerate(g + s):
+                items.append((row["data_source"], text, t.answer, {"ability": domain}))
+                owners.append((t, "greedy" if j == 0 else "sample", text))
+        scores = compute_scores(items)
+        greedy_acc = [sc["score"] for sc, (_, kind, _) in zip(scores, owners) if kind == "greedy"]
+        sample_acc = [sc["score"] for sc, (_, kind, _) in zip(scores, owners) if kind == "sample"]
+        results[domain] = {
+            "n": len(tasks),
+            "greedy": round(sum(greedy_acc) / len(greedy_acc), 4),
+            f"mean@{ecfg.samples}": round(sum(sample_acc) / len(sample_acc), 4) if sample_acc else None,
+            "chance": round(sum(t.chance for t in tasks) / len(tasks), 4),
+        }
+        for sc, (t, kind, text) in zip(scores, owners):
+            samples_out.append(
+                {"stage": stage, "domain": domain, "kind": kind, "level": t.level, "question": t.question,
+                 "answer": t.answer, "response": text, "score": sc["score"], "pred": sc.get("pred"),
+                 "skills": detect_skills(text)}
+            )
+    with (stage_dir / "samples.jsonl").open("w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in samples_out)
+    return results
+
+
+def print_eval(stage: str, results: dict) -> None:
+    table = Table(title=f"held-out accuracy after {stage}")
+    table.add_column("domain")
+    keys = [k for k in next(iter(results.values())) if k != "n"]
+    for k in keys:
+        table.add_column(k, justify="right")
+    table.add_column("n", justify="right")
+    for domain, r in results.items():
+        table.add_row(domain, *[f"{r[k]:.1%}" if r[k] is not None else "-" for k in keys], str(r["n"]))
+    Console().print(table)

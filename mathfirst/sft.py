@@ -1,0 +1,96 @@
+"""Supervised training: tiny-world pretraining (loss on all tokens) and cold-start SFT (loss on responses)."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from mathfirst.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from mathfirst.config import TrainConfig
+from mathfirst.metrics import MetricsLog
+
+IGNORE = -100
+
+
+def encode_chat(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, loss_on_prompt: bool, max_len: int
+) -> tuple[list[int], list[int]]:
+    """Token ids of one chat turn and its labels (prompt tokens masked unless `loss_on_prompt`)."""
+    messages = [{"role": "user", "content": prompt}]
+    prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    response_ids = tokenizer(response, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    ids = (list(prompt_ids) + response_ids)[:max_len]
+    labels = (list(prompt_ids) if loss_on_prompt else [IGNORE] * len(prompt_ids)) + response_ids
+    return ids, labels[:max_len]
+
+
+def collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad a batch; padding sits after every real token, so a causal model needs no attention mask."""
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    for i, (ids, lab) in enumerate(batch):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(lab)] = torch.tensor(lab)
+    return input_ids, labels
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[tuple[list[int], list[int]]],
+    cfg: TrainConfig,
+    stage_dir: Path,
+    seed: int,
+    desc: str,
+) -> PreTrainedModel:
+    """Train for cfg.steps, resuming from stage_dir/last if a checkpoint is there."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    start = 0
+    last = latest_checkpoint(stage_dir / "last")
+    if last is not None:
+        model, tokenizer, state = load_checkpoint(last)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["step"]
+        tqdm.write(f"{desc}: resumed from step {start}")
+    log = MetricsLog(stage_dir / "metrics.jsonl", resume_step=start)
+    if start:
+        log.log(start, event="resumed")
+    model.train()
+    tokens, t0 = 0, time.perf_counter()
+    bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, dynamic_ncols=True)
+    for step in bar:
+        order = torch.randint(len(examples), (cfg.batch_size,), generator=torch.Generator().manual_seed(seed * 100_003 + step))
+        input_ids, labels = collate([examples[i] for i in order], tokenizer.pad_token_id)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss = model(input_ids=input_ids, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        tokens += int((input_ids != tokenizer.pad_token_id).sum())
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            elapsed = time.perf_counter() - t0
+            log.log(step + 1, loss=round(loss.item(), 4), lr=lr_at(step, cfg), grad_norm=round(float(grad_norm), 4),
+                    tokens_per_s=round(tokens / elapsed, 1))
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+            save_checkpoint(stage_dir / "last", model, tokenizer, optimizer, step + 1)
+    bar.close()
+    model.eval()
+    return model
