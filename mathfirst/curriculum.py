@@ -91,7 +91,7 @@ def run_stage(cfg: RunConfig, out: Path, stage: str) -> dict:
         t0 = time.perf_counter()
         pairs = stage_examples(cfg, stage)
         max_len = cfg.model.max_seq_len
-        examples = [encode_chat(tokenizer, q, s, stage == "pretrain", max_len) for q, s in pairs]
+        examples = [encode_chat(tokenizer, q, s, tcfg.loss_on_prompt, max_len) for q, s in pairs]
         console.print(f"[bold]{stage}[/]: {len(examples)} examples, {count_params(model):,} parameters")
         model = train(model, tokenizer, examples, tcfg, stage_dir, cfg.seed, stage)
         save_model(model, tokenizer, stage_dir)

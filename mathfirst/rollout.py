@@ -6,10 +6,7 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-
-def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, question: str) -> list[int]:
-    messages = [{"role": "user", "content": question}]
-    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False))
+from mathfirst.tokenizer import chat_prompt_ids
 
 
 @torch.inference_mode()

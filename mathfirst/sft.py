@@ -13,6 +13,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from mathfirst.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from mathfirst.config import TrainConfig
 from mathfirst.metrics import MetricsLog
+from mathfirst.tokenizer import chat_prompt_ids
 
 IGNORE = -100
 
@@ -21,8 +22,7 @@ def encode_chat(
     tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, loss_on_prompt: bool, max_len: int
 ) -> tuple[list[int], list[int]]:
     """Token ids of one chat turn and its labels (prompt tokens masked unless `loss_on_prompt`)."""
-    messages = [{"role": "user", "content": prompt}]
-    prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    prompt_ids = chat_prompt_ids(tokenizer, prompt)
     response_ids = tokenizer(response, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
     ids = (list(prompt_ids) + response_ids)[:max_len]
     labels = (list(prompt_ids) if loss_on_prompt else [IGNORE] * len(prompt_ids)) + response_ids

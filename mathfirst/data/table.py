@@ -28,11 +28,11 @@ def _render(names: list[str], cols: list[str], values: list[list[int]]) -> str:
 def lookup(rng: random.Random) -> Task:
     names, cols, values = _table(rng)
     r, c = rng.randrange(len(names)), rng.randrange(len(cols))
-    value = values[r][c]
+    value, other = values[r][c], values[r][1 - c]  # reading the wrong column is the natural slip
     q = f"{_render(names, cols, values)}\nHow many {cols[c]} does {names[r]} have?"
     sol = Solution(
         subgoals=[f"find the row of {names[r]}, then the column {cols[c]}."],
-        steps=[Step(f"row {names[r]}, column {cols[c]}", str(value), str(values[r][1 - c]))],
+        steps=[Step(f"row {names[r]}, column {cols[c]}", str(value), str(other if other != value else value % 9 + 1))],
         answer=str(value),
         wrong_answer="",
     )

@@ -1,0 +1,37 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from mathfirst.data.schema import DOMAINS
+
+ROOT = Path(__file__).parent.parent
+
+
+def mathfirst(*args):
+    return subprocess.run([sys.executable, "-m", "mathfirst.cli", *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_data_preview_prints_worked_examples():
+    proc = mathfirst("data", "preview", "--domain", "logic", "-n", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("Answer: \\boxed{") == 3 and "Subgoal:" in proc.stdout
+
+
+def test_data_preview_unknown_domain():
+    proc = mathfirst("data", "preview", "--domain", "poetry")
+    assert proc.returncode == 2 and "unknown domain 'poetry'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_data_export_writes_verl_parquet(tmp_path):
+    proc = mathfirst("data", "export", "--out", tmp_path, "--train-per-domain", "20", "--heldout-per-domain", "5")
+    assert proc.returncode == 0, proc.stderr
+    train = pq.read_table(tmp_path / "train.parquet").to_pylist()
+    heldout = pq.read_table(tmp_path / "heldout.parquet").to_pylist()
+    assert len(train) == 20 * len(DOMAINS) and len(heldout) == 5 * len(DOMAINS)
+    row = train[0]
+    assert {"data_source", "prompt", "ability", "reward_model", "extra_info"} <= set(row)
+    assert row["prompt"][0]["role"] == "user" and row["reward_model"]["style"] in ("rule", "execution")
+    assert {r["ability"] for r in train} == set(DOMAINS)
+    assert not {r["extra_info"]["uid"] for r in train} & {r["extra_info"]["uid"] for r in heldout}

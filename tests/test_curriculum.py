@@ -1,0 +1,112 @@
+"""End to end: the smoke curriculum through the real CLI, a kill -9 and a resume, and bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from mathfirst.data.schema import DOMAINS
+from mathfirst.metrics import read_metrics
+
+ROOT = Path(__file__).parent.parent
+SMOKE = ROOT / "configs" / "smoke.yaml"
+
+
+def mathfirst(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mathfirst.cli", *map(str, args)], capture_output=True, text=True, cwd=ROOT, **kw)
+
+
+def test_smoke_curriculum_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    proc = mathfirst("run", "--config", SMOKE, "--out", out, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for stage in ("pretrain", "sft"):
+        d = out / stage
+        assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl", "eval.json", "samples.jsonl"} <= {
+            p.name for p in d.iterdir()
+        }
+        AutoModelForCausalLM.from_pretrained(d)
+        AutoTokenizer.from_pretrained(d)
+        results = json.loads((d / "eval.json").read_text())["domains"]
+        assert set(results) == set(DOMAINS)
+        assert all(0 <= r["greedy"] <= 1 and r["n"] == 10 for r in results.values())
+        assert not (d / "last").exists()
+    assert read_metrics(out / "pretrain" / "metrics.jsonl")[-1]["step"] == 40
+    assert "held-out accuracy after sft" in proc.stdout
+
+
+def test_kill_during_pretraining_then_resume(tmp_path):
+    out = tmp_path / "run"
+    cfg = tmp_path / "slow.yaml"
+    cfg.write_text(SMOKE.read_text().replace("steps: 40", "steps: 400"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mathfirst.cli", "run", "--config", cfg, "--out", out],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    state = out / "pretrain" / "last" / "trainer_state.pt"
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert state.parent.exists(), "no checkpoint was written before the kill"
+    assert not (out / "pretrain" / "trained.json").exists()
+    killed_at = max(r["step"] for r in read_metrics(out / "pretrain" / "metrics.jsonl"))
+    assert 0 < killed_at < 400
+
+    done = mathfirst("run", "--out", out, "--resume", "--stages", "pretrain", timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = read_metrics(out / "pretrain" / "metrics.jsonl")
+    resumed = [r for r in records if r.get("event") == "resumed"]
+    assert len(resumed) == 1 and resumed[0]["step"] >= 10  # continued from a checkpoint, not from scratch
+    steps = [r["step"] for r in records if "loss" in r]
+    assert steps == sorted(steps) and steps[-1] == 400 and len(steps) == len(set(steps))
+    assert (out / "pretrain" / "eval.json").is_file()
+
+
+def test_bad_config_is_one_clear_line_and_leaves_the_run_untouched(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("precious: true\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SMOKE.read_text().replace("batch_size: 16", "batch_size: sixteen", 1))
+    proc = mathfirst("run", "--config", bad, "--out", out)
+    assert proc.returncode == 2
+    assert "key `pretrain.batch_size`" in proc.stderr and str(bad) in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert [p.name for p in out.iterdir()] == ["config.yaml"] and (out / "config.yaml").read_text() == "precious: true\n"
+
+
+def test_an_existing_run_is_not_overwritten_without_resume(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text((SMOKE).read_text())
+    proc = mathfirst("run", "--config", SMOKE, "--out", out)
+    assert proc.returncode == 2 and "--resume" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_resume_without_a_run_and_unknown_stage_are_clear_errors(tmp_path):
+    proc = mathfirst("run", "--out", tmp_path / "none", "--resume")
+    assert proc.returncode == 2 and "nothing to resume" in proc.stderr
+    proc = mathfirst("run", "--config", SMOKE, "--out", tmp_path / "x", "--stages", "dance")
+    assert proc.returncode == 2 and "unknown stage 'dance'" in proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_tiny_default_learns(tmp_path):
+    """The real default: math above 60% after pretrain + SFT, the rest above chance."""
+    out = tmp_path / "tiny"
+    proc = mathfirst("run", "--config", ROOT / "configs" / "tiny.yaml", "--out", out, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "sft" / "eval.json").read_text())["domains"]
+    assert results["math"]["greedy"] >= 0.6
+    for domain, r in results.items():
+        assert r["greedy"] > r["chance"] + 0.1, domain

@@ -1,0 +1,86 @@
+import random
+
+import pytest
+
+from mathfirst.data.reasoning import TraceStyle, detect_skills, render
+from mathfirst.data.schema import DOMAINS
+from mathfirst.data.world import generate_tasks, traces
+from mathfirst.rewards import compute_score
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_generation_is_deterministic_under_a_seed(domain):
+    a = [t.question for t in generate_tasks(domain, "train", 50, seed=7)]
+    b = [t.question for t in generate_tasks(domain, "train", 50, seed=7)]
+    c = [t.question for t in generate_tasks(domain, "train", 50, seed=8)]
+    assert a == b
+    assert a != c
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_train_and_heldout_never_share_a_task(domain):
+    train = {t.uid for t in generate_tasks(domain, "train", 3000, seed=0)}
+    heldout = [t.uid for t in generate_tasks(domain, "heldout", 100, seed=0)]
+    assert len(set(heldout)) == 100
+    assert not train & set(heldout)
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_every_level_generates(domain):
+    for level in (1, 2, 3):
+        tasks = generate_tasks(domain, "train", 20, seed=1, levels=(level,))
+        assert {t.level for t in tasks} == {level}
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_gold_answers_pass_their_own_verifier(domain):
+    for t in generate_tasks(domain, "heldout", 40, seed=3):
+        row = t.to_row("heldout", 0)
+        gold = f"```python\n{t.extra['reference']}\n```" if domain == "code" else f"Answer: \\boxed{{{t.answer}}}"
+        assert compute_score(row["data_source"], gold, t.answer, row["extra_info"])["score"] == 1.0, t.question
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_clean_traces_are_correct_and_uncorrected_slips_are_wrong(domain):
+    tasks = generate_tasks(domain, "train", 30, seed=2)
+    rng = random.Random(0)
+    for t in tasks:
+        row = t.to_row("train", 0)
+        clean, ok = render(t.solution, TraceStyle(1.0, 0.0, 1.0), rng)
+        assert ok and compute_score(row["data_source"], clean, t.answer, row["extra_info"])["score"] == 1.0
+        fixed, ok = render(t.solution, TraceStyle(1.0, 1.0, 1.0), rng)
+        assert ok and compute_score(row["data_source"], fixed, t.answer, row["extra_info"])["score"] == 1.0
+        slipped, ok = render(t.solution, TraceStyle(1.0, 1.0, 0.0), rng)
+        assert not ok and compute_score(row["data_source"], slipped, t.answer, row["extra_info"])["score"] == 0.0
+
+
+def test_traces_share_one_language_with_four_skill_moves():
+    style = TraceStyle(skill_rate=1.0, slip_rate=0.4, corrected_share=0.5)
+    seen = {d: {s: 0 for s in ("subgoal", "enumeration", "verification", "backtracking")} for d in DOMAINS}
+    outcomes = {True: 0, False: 0}
+    for domain in DOMAINS:
+        tasks = generate_tasks(domain, "train", 200, seed=0)
+        for (_, text, correct) in traces(tasks, style, seed=0):
+            outcomes[correct] += 1
+            for skill, present in detect_skills(text).items():
+                seen[domain][skill] += present
+    for domain in DOMAINS:
+        assert seen[domain]["subgoal"] == 200
+        assert seen[domain]["verification"] > 0 and seen[domain]["backtracking"] > 0
+    assert sum(seen[d]["enumeration"] > 0 for d in DOMAINS) >= 5
+    # some slips are corrected (backtracking) and some are not (wrong traces)
+    assert 0.05 < outcomes[False] / sum(outcomes.values()) < 0.4
+
+
+def test_unknown_domain_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown domain 'poetry'"):
+        generate_tasks("poetry", "train", 1, 0)
+
+
+def test_rows_follow_verls_schema():
+    row = generate_tasks("code", "train", 1, 0)[0].to_row("train", 5)
+    assert set(row) == {"data_source", "prompt", "ability", "reward_model", "extra_info"}
+    assert row["data_source"] == "tiny/code" and row["ability"] == "code"
+    assert row["prompt"][0]["role"] == "user"
+    assert row["reward_model"]["style"] == "execution"
+    assert row["extra_info"]["split"] == "train" and row["extra_info"]["index"] == 5
