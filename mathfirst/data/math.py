@@ -1,4 +1,4 @@
-"""Math tasks: single-digit facts, column addition/subtraction, linear equations, fractions."""
+"""Math tasks: one- and two-step word problems, linear equations, fractions of a number."""
 
 from __future__ import annotations
 
@@ -15,64 +15,48 @@ def near_miss(value: int, rng: random.Random) -> str:
     return str(value + rng.choice([-2, -1, 1, 2, 10]) if value >= 10 else value + rng.choice([1, 2]))
 
 
-def single_fact(rng: random.Random) -> Task:
-    a, b = rng.randint(2, 9), rng.randint(2, 9)
-    op = rng.choice("+-*")
-    if op == "-":
-        a, b = max(a, b) + rng.randint(0, 9), min(a, b)
-    value = {"+": a + b, "-": a - b, "*": a * b}[op]
-    sym = {"+": "+", "-": "-", "*": "×"}[op]
-    inverse = {"+": f"{value} - {b} = {a}", "-": f"{value} + {b} = {a}", "*": f"{value} / {b} = {a}"}[op]
-    sol = Solution(
-        subgoals=[f"compute {a} {sym} {b}."],
-        steps=[Step(f"{a} {sym} {b}", str(value), near_miss(value, rng))],
-        answer=str(value),
-        wrong_answer="",
-        check=inverse,
-    )
-    return Task("math", 1, "fact", f"Compute {a} {sym} {b}.", str(value), sol)
+NAMES = ["Ann", "Bob", "Cal", "Dee", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jon"]
+ITEMS = ["apples", "pens", "cards", "coins", "books", "shells", "stamps", "marbles"]
 
 
-def column_add(rng: random.Random) -> Task:
-    a, b = rng.randint(10, 99), rng.randint(10, 99)
-    ones = a % 10 + b % 10
-    carry = ones // 10
-    tens = a // 10 + b // 10 + carry
-    total = a + b
-    steps = [
-        Step(f"ones: {a % 10} + {b % 10}", str(ones), near_miss(ones, rng)),
-        Step(f"tens: {a // 10} + {b // 10} + {carry}", str(tens), near_miss(tens, rng)),
-        Step(f"{a} + {b}", str(total), near_miss(total, rng)),
-    ]
+def _apply(op: str, x: int, y: int) -> int:
+    return {"+": x + y, "-": x - y, "×": x * y}[op]
+
+
+def _event(op: str, y: int, item: str) -> str:
+    return {"+": f"gets {y} more", "-": f"gives {y} away", "×": f"ends up with {y} times as many {item}"}[op]
+
+
+def word_problem(rng: random.Random, n_ops: int) -> Task:
+    """A short story of `n_ops` changes to a count, each one a single-digit fact."""
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    x = rng.randint(2, 9)
+    start, story, steps, expr = x, [], [], str(x)
+    for _ in range(n_ops):
+        op = rng.choice(["+"] + ["-"] * (x >= 2) + ["×"] * (x <= 9))
+        y = rng.randint(2, 9) if op != "-" else rng.randint(1, min(x - 1, 9))
+        new = _apply(op, x, y)
+        story.append(_event(op, y, item))
+        steps.append(Step(f"{x} {op} {y}", str(new), near_miss(new, rng)))
+        expr = f"({expr}) {op} {y}" if op == "×" and steps[1:] else f"{expr} {op} {y}"
+        x = new
+    q = f"{name} has {start} {item}, then {' and then '.join(story)}. How many {item} does {name} have now?"
     sol = Solution(
-        subgoals=["add the ones, then the tens with the carry."],
+        subgoals=["follow each change in order."] if n_ops > 1 else [f"turn the change into one operation on {start}."],
         steps=steps,
-        answer=str(total),
+        answer=str(x),
         wrong_answer="",
-        check=f"{total} - {b} = {a}",
+        check=f"{expr} = {x}",
     )
-    return Task("math", 2, "column_add", f"Compute {a} + {b}.", str(total), sol)
+    return Task("math", n_ops, "word_problem", q, str(x), sol)
 
 
-def column_sub(rng: random.Random) -> Task:
-    a, b = sorted(rng.sample(range(10, 100), 2), reverse=True)
-    borrow = int(a % 10 < b % 10)
-    ones = a % 10 + 10 * borrow - b % 10
-    tens = a // 10 - borrow - b // 10
-    diff = a - b
-    steps = [
-        Step(f"ones: {a % 10 + 10 * borrow} - {b % 10}", str(ones), near_miss(ones, rng)),
-        Step(f"tens: {a // 10} - {borrow} - {b // 10}", str(tens), near_miss(tens, rng)),
-        Step(f"{a} - {b}", str(diff), near_miss(diff, rng)),
-    ]
-    sol = Solution(
-        subgoals=["subtract the ones (borrow if needed), then the tens."],
-        steps=steps,
-        answer=str(diff),
-        wrong_answer="",
-        check=f"{diff} + {b} = {a}",
-    )
-    return Task("math", 2, "column_sub", f"Compute {a} - {b}.", str(diff), sol)
+def one_step(rng: random.Random) -> Task:
+    return word_problem(rng, 1)
+
+
+def two_step(rng: random.Random) -> Task:
+    return word_problem(rng, 2)
 
 
 def linear_equation(rng: random.Random) -> Task:
@@ -111,7 +95,7 @@ def fraction_of(rng: random.Random) -> Task:
     return Task("math", 3, "fraction_of", f"What is {p}/{q} of {n}?", str(k * p), sol)
 
 
-GENERATORS = {1: [single_fact], 2: [column_add, column_sub], 3: [linear_equation, fraction_of]}
+GENERATORS = {1: [one_step], 2: [two_step], 3: [linear_equation, fraction_of]}
 
 
 def generate(rng: random.Random, level: int) -> Task:
