@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import typer
 from rich.console import Console
 
 from mathfirst.config import ConfigError, load_config
+from mathfirst.data.loaders import DataError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Reasoning curriculum: math first, then everything.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect and export the tiny world's tasks.")
@@ -39,7 +39,7 @@ def run(
         if cfg and cfg.threads:
             torch.set_num_threads(cfg.threads)
         run_curriculum(cfg, out, resume, [s for s in stages.split(",") if s] or None)
-    except ConfigError as e:
+    except (ConfigError, DataError) as e:
         fail(str(e))
 
 
@@ -61,7 +61,9 @@ def data_preview(
         fail(str(e))
     console = Console()
     for task, (q, solution, correct) in zip(tasks, traces(tasks, TraceStyle(1.0, slip_rate, 0.5), seed)):
-        console.rule(f"{domain} · level {task.level} · {task.kind} · gold {task.answer if domain != 'code' else '(tests)'}")
+        console.rule(
+            f"{domain} · level {task.level} · {task.kind} · gold {task.answer if domain != 'code' else '(tests)'}"
+        )
         console.print(f"[bold]Q:[/] {q}", highlight=False)
         console.print(solution, highlight=False, markup=False)
         console.print(f"[dim](trace is {'correct' if correct else 'WRONG: an uncorrected slip'})[/]")

@@ -12,6 +12,7 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from mathfirst.checkpoint import write_json_atomic
 from mathfirst.config import STAGES, ConfigError, RunConfig, dump_config, load_config
+from mathfirst.data.loaders import load_sft_pairs
 from mathfirst.data.reasoning import TraceStyle
 from mathfirst.data.world import generate_tasks, traces
 from mathfirst.eval.heldout import evaluate_heldout, print_eval
@@ -40,7 +41,8 @@ def prepare_run_dir(cfg: RunConfig, out: Path, resume: bool) -> RunConfig:
 
 
 def stage_examples(cfg: RunConfig, stage: str) -> list[tuple[str, str]]:
-    """(prompt, worked solution) pairs for a supervised stage, spread evenly over its domains."""
+    """(prompt, worked solution) pairs for a supervised stage: generated, spread evenly over its domains,
+    plus the rows of its data files."""
     tcfg = getattr(cfg, stage)
     w = cfg.world
     style = (
@@ -53,7 +55,16 @@ def stage_examples(cfg: RunConfig, stage: str) -> list[tuple[str, str]]:
     for domain in tcfg.domains:
         tasks = generate_tasks(domain, "train", per_domain, cfg.seed + STAGES.index(stage), tuple(w.levels))
         pairs += [(q, s) for q, s, _ in traces(tasks, style, cfg.seed + STAGES.index(stage))]
+    for path in tcfg.files:
+        pairs += load_sft_pairs(path)
     return pairs
+
+
+def check_data_files(cfg: RunConfig) -> None:
+    """Read every configured data file up front, so a bad one fails before the run folder is touched."""
+    for stage in cfg.stages:
+        for path in getattr(cfg, stage).files:
+            load_sft_pairs(path)
 
 
 def tiny_tokenizer(cfg: RunConfig, out: Path) -> PreTrainedTokenizerBase:
@@ -95,13 +106,17 @@ def run_stage(cfg: RunConfig, out: Path, stage: str) -> dict:
         console.print(f"[bold]{stage}[/]: {len(examples)} examples, {count_params(model):,} parameters")
         model = train(model, tokenizer, examples, tcfg, stage_dir, cfg.seed, stage)
         save_model(model, tokenizer, stage_dir)
-        write_json_atomic(stage_dir / "trained.json", {"steps": tcfg.steps, "seconds": round(time.perf_counter() - t0, 1)})
+        write_json_atomic(
+            stage_dir / "trained.json", {"steps": tcfg.steps, "seconds": round(time.perf_counter() - t0, 1)}
+        )
         shutil.rmtree(stage_dir / "last", ignore_errors=True)
     if not (stage_dir / "eval.json").is_file():
         model, tokenizer = load_model(stage_dir)
         t0 = time.perf_counter()
         results = evaluate_heldout(model, tokenizer, cfg, stage_dir, stage)
-        write_json_atomic(stage_dir / "eval.json", {"stage": stage, "domains": results, "seconds": round(time.perf_counter() - t0, 1)})
+        write_json_atomic(
+            stage_dir / "eval.json", {"stage": stage, "domains": results, "seconds": round(time.perf_counter() - t0, 1)}
+        )
     results = load_json(stage_dir / "eval.json")["domains"]
     print_eval(stage, results)
     return results
@@ -109,11 +124,13 @@ def run_stage(cfg: RunConfig, out: Path, stage: str) -> dict:
 
 def run_curriculum(cfg: RunConfig | None, out: Path, resume: bool, stages: list[str] | None = None) -> dict:
     """Run (or resume) the configured stages into `out`; returns held-out results per stage."""
-    cfg = prepare_run_dir(cfg, out, resume)
-    wanted = stages or cfg.stages
-    for s in wanted:
+    for s in stages or []:
         if s not in STAGES:
             raise ConfigError(f"unknown stage {s!r}; choose from: {', '.join(STAGES)}")
+    if cfg is not None:
+        check_data_files(cfg)
+    cfg = prepare_run_dir(cfg, out, resume)
+    wanted = stages or cfg.stages
     results = {}
     for stage in STAGES:
         if stage not in wanted:

@@ -35,7 +35,11 @@ def generate(
         for row, (i, _) in enumerate(chunk):  # left padding
             input_ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
             mask[row, width - len(prompts[i]) :] = 1
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0} if temperature > 0 else {"do_sample": False}
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
+            if temperature > 0
+            else {"do_sample": False}
+        )
         generated = model.generate(
             input_ids=input_ids,
             attention_mask=mask,

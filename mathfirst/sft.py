@@ -74,7 +74,9 @@ def train(
     tokens, t0 = 0, time.perf_counter()
     bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, dynamic_ncols=True)
     for step in bar:
-        order = torch.randint(len(examples), (cfg.batch_size,), generator=torch.Generator().manual_seed(seed * 100_003 + step))
+        order = torch.randint(
+            len(examples), (cfg.batch_size,), generator=torch.Generator().manual_seed(seed * 100_003 + step)
+        )
         input_ids, labels = collate([examples[i] for i in order], tokenizer.pad_token_id)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -86,8 +88,13 @@ def train(
         tokens += int((input_ids != tokenizer.pad_token_id).sum())
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             elapsed = time.perf_counter() - t0
-            log.log(step + 1, loss=round(loss.item(), 4), lr=lr_at(step, cfg), grad_norm=round(float(grad_norm), 4),
-                    tokens_per_s=round(tokens / elapsed, 1))
+            log.log(
+                step + 1,
+                loss=round(loss.item(), 4),
+                lr=lr_at(step, cfg),
+                grad_norm=round(float(grad_norm), 4),
+                tokens_per_s=round(tokens / elapsed, 1),
+            )
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             save_checkpoint(stage_dir / "last", model, tokenizer, optimizer, step + 1)

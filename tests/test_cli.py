@@ -10,7 +10,9 @@ ROOT = Path(__file__).parent.parent
 
 
 def mathfirst(*args):
-    return subprocess.run([sys.executable, "-m", "mathfirst.cli", *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "mathfirst.cli", *map(str, args)], capture_output=True, text=True, cwd=ROOT
+    )
 
 
 def test_data_preview_prints_worked_examples():

@@ -19,7 +19,9 @@ SMOKE = ROOT / "configs" / "smoke.yaml"
 
 
 def mathfirst(*args, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mathfirst.cli", *map(str, args)], capture_output=True, text=True, cwd=ROOT, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "mathfirst.cli", *map(str, args)], capture_output=True, text=True, cwd=ROOT, **kw
+    )
 
 
 def test_smoke_curriculum_end_to_end(tmp_path):
@@ -28,9 +30,14 @@ def test_smoke_curriculum_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for stage in ("pretrain", "sft"):
         d = out / stage
-        assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl", "eval.json", "samples.jsonl"} <= {
-            p.name for p in d.iterdir()
-        }
+        assert {
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "metrics.jsonl",
+            "eval.json",
+            "samples.jsonl",
+        } <= {p.name for p in d.iterdir()}
         AutoModelForCausalLM.from_pretrained(d)
         AutoTokenizer.from_pretrained(d)
         results = json.loads((d / "eval.json").read_text())["domains"]
@@ -47,7 +54,10 @@ def test_kill_during_pretraining_then_resume(tmp_path):
     cfg.write_text(SMOKE.read_text().replace("steps: 40", "steps: 400"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "mathfirst.cli", "run", "--config", cfg, "--out", out],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     state = out / "pretrain" / "last" / "trainer_state.pt"
     deadline = time.time() + 120
@@ -81,7 +91,9 @@ def test_bad_config_is_one_clear_line_and_leaves_the_run_untouched(tmp_path):
     assert proc.returncode == 2
     assert "key `pretrain.batch_size`" in proc.stderr and str(bad) in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert [p.name for p in out.iterdir()] == ["config.yaml"] and (out / "config.yaml").read_text() == "precious: true\n"
+    assert [p.name for p in out.iterdir()] == ["config.yaml"] and (
+        out / "config.yaml"
+    ).read_text() == "precious: true\n"
 
 
 def test_an_existing_run_is_not_overwritten_without_resume(tmp_path):
@@ -110,3 +122,13 @@ def test_tiny_default_learns(tmp_path):
     assert results["math"]["greedy"] >= 0.6
     for domain, r in results.items():
         assert r["greedy"] > r["chance"] + 0.1, domain
+
+
+def test_unreadable_data_file_is_a_clear_error_and_creates_nothing(tmp_path):
+    rows = tmp_path / "extra.jsonl"
+    rows.write_text('{"prompt": "Compute 1 + 1.", "response": "Answer: \\\\boxed{2}"}\n{"prompt": "oops"\n')
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(SMOKE.read_text().replace("  domains: [math]", f"  domains: [math]\n  files: [{rows}]"))
+    proc = mathfirst("run", "--config", cfg, "--out", tmp_path / "run")
+    assert proc.returncode == 2 and "line 2 is not valid JSON" in proc.stderr and str(rows) in proc.stderr
+    assert not (tmp_path / "run").exists()

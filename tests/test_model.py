@@ -1,5 +1,12 @@
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 from mathfirst.config import ModelConfig
 from mathfirst.model import build_tiny_model, load_model, save_model
@@ -24,7 +31,9 @@ def test_tokenizer_is_saved_as_hf_files_and_reloads(tmp_path):
 
 def test_tiny_model_checkpoint_is_a_hf_folder(tmp_path):
     tok = train_tokenizer(CORPUS, 400)
-    model = build_tiny_model(ModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64), tok, 0)
+    model = build_tiny_model(
+        ModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64), tok, 0
+    )
     save_model(model, tok, tmp_path)
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in tmp_path.iterdir()}
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
@@ -42,8 +51,13 @@ def _save_random(model_cls, config, tmp_path):
 
 
 def test_any_local_hf_causal_lm_loads_and_samples(tmp_path):
-    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)
-    for name, cls, cfg in [("llama", LlamaForCausalLM, LlamaConfig(**small)), ("qwen3", Qwen3ForCausalLM, Qwen3Config(head_dim=16, **small))]:
+    small = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1
+    )
+    for name, cls, cfg in [
+        ("llama", LlamaForCausalLM, LlamaConfig(**small)),
+        ("qwen3", Qwen3ForCausalLM, Qwen3Config(head_dim=16, **small)),
+    ]:
         _save_random(cls, cfg, tmp_path / name)
         model, tok = load_model(tmp_path / name)
         assert type(model) is cls

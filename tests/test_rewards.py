@@ -39,3 +39,9 @@ def test_code_that_exits_early_scores_zero():
 def test_batch_scoring_keeps_order():
     items = [("tiny/math", f"\\boxed{{{i}}}", "3", None) for i in range(6)]
     assert [r["score"] for r in compute_scores(items)] == [0, 0, 0, 1, 0, 0]
+
+
+def test_odd_bytes_and_garbage_score_zero_without_crashing():
+    assert compute_score("tiny/code", "def f(x):\n    return 2 * x\x00", TESTS)["score"] == 0.0
+    assert compute_score("tiny/code", "```python\nprint('\udcff')\n```", TESTS)["score"] == 0.0
+    assert compute_score("tiny/code", "def f(x): return 2 * x", "not json")["reason"].startswith("verifier error")

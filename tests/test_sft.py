@@ -12,7 +12,9 @@ PAIRS = [(f"Compute {a} + 1.", f"Answer: \\boxed{{{a + 1}}}") for a in range(10)
 
 def setup():
     tok = train_tokenizer([q + "\n" + r for q, r in PAIRS], 320)
-    model = build_tiny_model(ModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64), tok, 0)
+    model = build_tiny_model(
+        ModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64), tok, 0
+    )
     return model, tok
 
 

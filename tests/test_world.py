@@ -60,7 +60,7 @@ def test_traces_share_one_language_with_four_skill_moves():
     outcomes = {True: 0, False: 0}
     for domain in DOMAINS:
         tasks = generate_tasks(domain, "train", 200, seed=0)
-        for (_, text, correct) in traces(tasks, style, seed=0):
+        for _, text, correct in traces(tasks, style, seed=0):
             outcomes[correct] += 1
             for skill, present in detect_skills(text).items():
                 seen[domain][skill] += present

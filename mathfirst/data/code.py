@@ -24,7 +24,10 @@ def _task(level: int, kind: str, question: str, body: str, wrong_body: str, goal
     test = "def check(candidate):\n" + "".join(
         f"    assert candidate({c[2:-1]}) == {e!r}\n" for c, e in zip(calls, expected)
     )
-    steps = [Step(c, repr(e), repr(e + 1) if isinstance(e, int) else repr(not e), case=True) for c, e in zip(calls[:2], expected)]
+    steps = [
+        Step(c, repr(e), repr(e + 1) if isinstance(e, int) else repr(not e), case=True)
+        for c, e in zip(calls[:2], expected)
+    ]
     sol = Solution(
         subgoals=[goal],
         steps=steps,
@@ -43,9 +46,13 @@ def arithmetic(rng: random.Random) -> Task:
     a, b = rng.randint(2, 9), rng.randint(1, 9)
     wrong = rng.choice([o for o in OPS.values() if o != op1])
     return _task(
-        1, "arithmetic", f"Write a Python function f(x) that returns x {w1} {a}, {w2} {b}.",
-        f"def f(x):\n    return (x {op1} {a}) {op2} {b}", f"def f(x):\n    return (x {wrong} {a}) {op2} {b}",
-        f"compute x {op1} {a}, then {op2} {b}.", rng.sample(range(0, 10), 3),
+        1,
+        "arithmetic",
+        f"Write a Python function f(x) that returns x {w1} {a}, {w2} {b}.",
+        f"def f(x):\n    return (x {op1} {a}) {op2} {b}",
+        f"def f(x):\n    return (x {wrong} {a}) {op2} {b}",
+        f"compute x {op1} {a}, then {op2} {b}.",
+        rng.sample(range(0, 10), 3),
     )
 
 
@@ -56,9 +63,13 @@ def conditional(rng: random.Random) -> Task:
     wrong = "<" if cmp == ">" else ">"
     body = f"def f(x):\n    if x {cmp} {k}:\n        return x * {m}\n    return x + {j}"
     return _task(
-        2, "conditional",
+        2,
+        "conditional",
         f"Write a Python function f(x) that returns x times {m} if x is {word} {k}, else x plus {j}.",
-        body, body.replace(f"x {cmp} {k}", f"x {wrong} {k}"), f"branch on x {cmp} {k}.", [k - 1, k + 1, k + 2],
+        body,
+        body.replace(f"x {cmp} {k}", f"x {wrong} {k}"),
+        f"branch on x {cmp} {k}.",
+        [k - 1, k + 1, k + 2],
     )
 
 
@@ -68,12 +79,18 @@ def loop(rng: random.Random) -> Task:
     k, j = rng.randint(2, 7), rng.randint(0, 9)
     cmp = COMPARE[word]
     update = {"sum": "total += x", "count": "total += 1", "doubled sum": "total += 2 * x"}[what]
-    body = f"def f(xs):\n    total = {j}\n    for x in xs:\n        if x {cmp} {k}:\n            {update}\n    return total"
+    lines = ["def f(xs):", f"    total = {j}", "    for x in xs:", f"        if x {cmp} {k}:", f"            {update}"]
+    body = "\n".join(lines + ["    return total"])
     wrong = body.replace(f"x {cmp} {k}", f"x {cmp}= {k}")
     cases = [([rng.randint(0, 9) for _ in range(4)],), ([rng.randint(0, 9) for _ in range(4)],), ([k, k + 1, k - 1],)]
     return _task(
-        3, "loop", f"Write a Python function f(xs) that returns {j} plus the {what} of the numbers in xs {word} {k}.",
-        body, wrong, f"start at {j}, loop over xs and keep x {cmp} {k}.", cases,
+        3,
+        "loop",
+        f"Write a Python function f(xs) that returns {j} plus the {what} of the numbers in xs {word} {k}.",
+        body,
+        wrong,
+        f"start at {j}, loop over xs and keep x {cmp} {k}.",
+        cases,
     )
 
 

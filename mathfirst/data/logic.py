@@ -49,7 +49,9 @@ def ordering(rng: random.Random) -> Task:
         steps.append(Step(p, above, wrong, case=True))
     steps.append(Step(superlative, people[0], people[1]))
     q = f"{' '.join(facts)} Who is the {superlative}?"
-    sol = Solution(subgoals=[f"find who has no one {comparative} than them."], steps=steps, answer=people[0], wrong_answer="")
+    sol = Solution(
+        subgoals=[f"find who has no one {comparative} than them."], steps=steps, answer=people[0], wrong_answer=""
+    )
     return Task("logic", 2, "ordering", q, people[0], sol, chance=1 / len(people))
 
 
@@ -61,8 +63,8 @@ def _statement(rng: random.Random, speaker: str, other: str) -> tuple[str, objec
     if kind == 1:
         return f"{other} is a knight.", lambda s, o: o
     if kind == 2:
-        return f"We are the same kind.", lambda s, o: s == o
-    return f"At least one of us is a knave.", lambda s, o: (not s) or (not o)
+        return "We are the same kind.", lambda s, o: s == o
+    return "At least one of us is a knave.", lambda s, o: (not s) or (not o)
 
 
 def knights_knaves(rng: random.Random) -> Task:
@@ -78,12 +80,20 @@ def knights_knaves(rng: random.Random) -> Task:
     steps = []
     for x, y in itertools.product([True, False], repeat=2):
         good = fa(x, y) == x and fb(y, x) == y
-        steps.append(Step(f"{a} {kind[x]}, {b} {kind[y]}", "consistent" if good else "contradiction",
-                          "contradiction" if good else "consistent", case=True))
+        steps.append(
+            Step(
+                f"{a} {kind[x]}, {b} {kind[y]}",
+                "consistent" if good else "contradiction",
+                "contradiction" if good else "consistent",
+                case=True,
+            )
+        )
     wrong_pair = rng.choice([p for p in itertools.product([True, False], repeat=2) if p != ok[0]])
     steps.append(Step("the only consistent case", answer, f"{a} {kind[wrong_pair[0]]}, {b} {kind[wrong_pair[1]]}"))
     q = f"Knights always tell the truth and knaves always lie. {a} says: {sa} {b} says: {sb} What are {a} and {b}?"
-    sol = Solution(subgoals=["try all four cases and keep the consistent one."], steps=steps, answer=answer, wrong_answer="")
+    sol = Solution(
+        subgoals=["try all four cases and keep the consistent one."], steps=steps, answer=answer, wrong_answer=""
+    )
     return Task("logic", 3, "knights_knaves", q, answer, sol, chance=0.25)
 
 

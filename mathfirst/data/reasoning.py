@@ -100,6 +100,4 @@ def _finish(lines: list[str], sol: Solution, style: TraceStyle, rng: random.Rand
 def detect_skills(text: str) -> dict[str, bool]:
     """Which of the four explicit skill moves a response shows."""
     starts = [line.strip() for line in text.splitlines()]
-    return {
-        skill: any(line.startswith(prefix) for line in starts) for skill, prefix in SKILL_PREFIXES.items()
-    }
+    return {skill: any(line.startswith(prefix) for line in starts) for skill, prefix in SKILL_PREFIXES.items()}

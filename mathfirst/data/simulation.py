@@ -18,12 +18,13 @@ def state_machine(rng: random.Random) -> Task:
     n = rng.randint(1, 4)
     states = [cycle[(start + i) % len(cycle)] for i in range(1, n + 1)]
     steps = [
-        Step(f"after step {i}", s, cycle[(cycle.index(s) + 1) % len(cycle)], case=True)
-        for i, s in enumerate(states, 1)
+        Step(f"after step {i}", s, cycle[(cycle.index(s) + 1) % len(cycle)], case=True) for i, s in enumerate(states, 1)
     ]
     loop = " -> ".join(cycle + [cycle[0]])
     q = f"A machine cycles {loop}. It starts at {cycle[start]}. Where is it after {n} steps?"
-    sol = Solution(subgoals=[f"advance one state at a time, {n} times."], steps=steps, answer=states[-1], wrong_answer="")
+    sol = Solution(
+        subgoals=[f"advance one state at a time, {n} times."], steps=steps, answer=states[-1], wrong_answer=""
+    )
     return Task("simulation", 1, "state_machine", q, states[-1], sol, chance=1 / len(cycle))
 
 
@@ -67,7 +68,9 @@ def stack(rng: random.Random) -> Task:
     top = str(content[-1])
     steps.append(Step("top", top, str(int(top) % 9 + 1)))
     q = f"Start with an empty stack and run: {', '.join(ops)}. Which number is on top?"
-    sol = Solution(subgoals=["apply the operations in order, tracking the stack."], steps=steps, answer=top, wrong_answer="")
+    sol = Solution(
+        subgoals=["apply the operations in order, tracking the stack."], steps=steps, answer=top, wrong_answer=""
+    )
     return Task("simulation", 3, "stack", q, top, sol)
 
 

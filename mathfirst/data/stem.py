@@ -11,7 +11,13 @@ from mathfirst.data.schema import Task
 LEVELS = (1, 2, 3)
 LETTERS = "ABCD"
 
-CONVERSIONS = [("km", "m", 1000), ("m", "cm", 100), ("hours", "minutes", 60), ("minutes", "seconds", 60), ("kg", "g", 1000)]
+CONVERSIONS = [
+    ("km", "m", 1000),
+    ("m", "cm", 100),
+    ("hours", "minutes", 60),
+    ("minutes", "seconds", 60),
+    ("kg", "g", 1000),
+]
 UNITS = {
     "force": "newton",
     "energy": "joule",
@@ -73,7 +79,11 @@ def formula(rng: random.Random) -> Task:
         goal, text, value = "use W = F × d.", f"W = {a} × {b}", a * b
         check = f"{a * b} / {a} = {b}"
     sol = Solution(
-        subgoals=[goal], steps=[Step(text, str(value), near_miss(value, rng))], answer=str(value), wrong_answer="", check=check
+        subgoals=[goal],
+        steps=[Step(text, str(value), near_miss(value, rng))],
+        answer=str(value),
+        wrong_answer="",
+        check=check,
     )
     return Task("stem", 2, kind, q, str(value), sol)
 

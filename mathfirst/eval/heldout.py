@@ -29,7 +29,15 @@ def evaluate_heldout(
         gen = dict(max_new_tokens=ecfg.max_new_tokens, batch_size=ecfg.batch_size, seed=cfg.seed)
         greedy = generate(model, tokenizer, questions, 1, 0.0, desc=f"{stage}/{domain} greedy", **gen)
         sampled = (
-            generate(model, tokenizer, questions, ecfg.samples, ecfg.temperature, desc=f"{stage}/{domain} k={ecfg.samples}", **gen)
+            generate(
+                model,
+                tokenizer,
+                questions,
+                ecfg.samples,
+                ecfg.temperature,
+                desc=f"{stage}/{domain} k={ecfg.samples}",
+                **gen,
+            )
             if ecfg.samples
             else [[] for _ in tasks]
         )
@@ -50,9 +58,18 @@ def evaluate_heldout(
         }
         for sc, (t, kind, text) in zip(scores, owners):
             samples_out.append(
-                {"stage": stage, "domain": domain, "kind": kind, "level": t.level, "question": t.question,
-                 "answer": t.answer, "response": text, "score": sc["score"], "pred": sc.get("pred"),
-                 "skills": detect_skills(text)}
+                {
+                    "stage": stage,
+                    "domain": domain,
+                    "kind": kind,
+                    "level": t.level,
+                    "question": t.question,
+                    "answer": t.answer,
+                    "response": text,
+                    "score": sc["score"],
+                    "pred": sc.get("pred"),
+                    "skills": detect_skills(text),
+                }
             )
     with (stage_dir / "samples.jsonl").open("w") as f:
         f.writelines(json.dumps(r) + "\n" for r in samples_out)

@@ -19,10 +19,13 @@ def route(data_source: str, extra_info: dict[str, Any] | None) -> str:
 def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None) -> dict:
     """verl's custom reward signature; `score` is 1.0 when the final answer is correct."""
     t0 = time.perf_counter()
-    if route(data_source, extra_info) == "code":
-        result = score_code(solution_str, ground_truth)
-    else:
-        result = score_boxed(solution_str, ground_truth)
+    try:
+        if route(data_source, extra_info) == "code":
+            result = score_code(solution_str, ground_truth)
+        else:
+            result = score_boxed(solution_str, ground_truth)
+    except Exception as e:  # a verifier must never take the trainer down: a broken item scores 0
+        result = {"score": 0.0, "acc": False, "reason": f"verifier error: {type(e).__name__}: {e}"}
     return {**result, "seconds": round(time.perf_counter() - t0, 4)}
 
 

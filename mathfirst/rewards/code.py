@@ -28,12 +28,16 @@ def run_tests(program: str, ground_truth: str, timeout: float = 5.0) -> dict:
     nonce = secrets.token_hex(8)
     script = f"{program}\n\n{spec['test']}\n\ncheck({spec['entry_point']})\nprint({nonce!r})\n"
     with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "program.py")
+        with open(path, "w", encoding="utf-8", errors="replace") as f:
+            f.write(script)
         try:
             proc = subprocess.run(
-                [sys.executable, "-I", "-c", script],
+                [sys.executable, "-I", path],
                 cwd=tmp,
                 capture_output=True,
                 text=True,
+                errors="replace",
                 timeout=timeout,
                 env={"PATH": os.environ.get("PATH", "")},
             )
