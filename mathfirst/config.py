@@ -62,6 +62,7 @@ class TrainConfig(Strict):
     weight_decay: float = Field(0.0, ge=0)
     examples: int = Field(gt=0)
     loss_on_prompt: bool = False  # pretraining may also learn the questions; SFT learns responses only
+    replay: float = Field(0.0, ge=0, lt=1)  # share of examples replayed from the pretraining mixture
     files: list[str] = []  # extra (prompt, response) rows from .jsonl/.parquet files, added to the generated ones
     save_every: int = Field(100, gt=0)
     log_every: int = Field(10, gt=0)

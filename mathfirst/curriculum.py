@@ -55,8 +55,21 @@ def stage_examples(cfg: RunConfig, stage: str) -> list[tuple[str, str]]:
     for domain in tcfg.domains:
         tasks = generate_tasks(domain, "train", per_domain, cfg.seed + STAGES.index(stage), tuple(w.levels))
         pairs += [(q, s) for q, s, _ in traces(tasks, style, cfg.seed + STAGES.index(stage))]
+    if tcfg.replay:
+        pairs += replay_examples(cfg, round(len(pairs) * tcfg.replay / (1 - tcfg.replay)))
     for path in tcfg.files:
         pairs += load_sft_pairs(path)
+    return pairs
+
+
+def replay_examples(cfg: RunConfig, n: int) -> list[tuple[str, str]]:
+    """Fresh pretraining-style examples over the pretraining domains, mixed into a later stage against forgetting."""
+    w, domains = cfg.world, cfg.pretrain.domains
+    style = TraceStyle(w.pretrain_skill_rate, w.pretrain_slip_rate, w.pretrain_corrected_share)
+    pairs = []
+    for domain in domains:
+        tasks = generate_tasks(domain, "train", -(-n // len(domains)), cfg.seed + 100, tuple(w.levels))
+        pairs += [(q, s) for q, s, _ in traces(tasks, style, cfg.seed + 100)]
     return pairs
 
 

@@ -40,6 +40,20 @@ def collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torc
     return input_ids, labels
 
 
+BUCKET_STEPS = 8  # batches are drawn 8 at a time and grouped by length, so little compute goes to padding
+
+
+def batch_indices(step: int, n: int, lengths: list[int], batch_size: int, seed: int) -> list[int]:
+    """The examples of one step: a pure function of the step, so a resumed run sees the same batches."""
+    block = step // BUCKET_STEPS
+    g = torch.Generator().manual_seed(seed * 100_003 + block)
+    pool = torch.randint(n, (BUCKET_STEPS * batch_size,), generator=g).tolist()
+    pool.sort(key=lambda i: lengths[i])
+    batches = [pool[k * batch_size : (k + 1) * batch_size] for k in range(BUCKET_STEPS)]
+    order = torch.randperm(BUCKET_STEPS, generator=g).tolist()
+    return batches[order[step % BUCKET_STEPS]]
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to 10% of the peak."""
     if step < cfg.warmup_steps:
@@ -74,10 +88,8 @@ def train(
     tokens, t0 = 0, time.perf_counter()
     bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, dynamic_ncols=True)
     for step in bar:
-        order = torch.randint(
-            len(examples), (cfg.batch_size,), generator=torch.Generator().manual_seed(seed * 100_003 + step)
-        )
-        input_ids, labels = collate([examples[i] for i in order], tokenizer.pad_token_id)
+        batch = batch_indices(step, len(examples), [len(ids) for ids, _ in examples], cfg.batch_size, seed)
+        input_ids, labels = collate([examples[i] for i in batch], tokenizer.pad_token_id)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
         loss = model(input_ids=input_ids, labels=labels).loss

@@ -4,7 +4,7 @@ from mathfirst.checkpoint import latest_checkpoint
 from mathfirst.config import ModelConfig, TrainConfig
 from mathfirst.metrics import read_metrics
 from mathfirst.model import build_tiny_model
-from mathfirst.sft import IGNORE, collate, encode_chat, lr_at, train
+from mathfirst.sft import IGNORE, batch_indices, collate, encode_chat, lr_at, train
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
 
 PAIRS = [(f"Compute {a} + 1.", f"Answer: \\boxed{{{a + 1}}}") for a in range(10)]
@@ -70,3 +70,12 @@ def test_resuming_from_a_mid_run_checkpoint_equals_uninterrupted_training(tmp_pa
         assert torch.allclose(resumed(ids).logits, full(ids).logits, atol=1e-4)
     records = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in records] == [6, 6, 12] and records[1]["event"] == "resumed"
+
+
+def test_batches_are_a_function_of_the_step_and_grouped_by_length():
+    lengths = [(i * 37) % 200 + 10 for i in range(1000)]
+    a = [batch_indices(s, 1000, lengths, 16, seed=3) for s in range(16)]
+    assert a == [batch_indices(s, 1000, lengths, 16, seed=3) for s in range(16)]
+    assert a != [batch_indices(s, 1000, lengths, 16, seed=4) for s in range(16)]
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in a) / len(a)
+    assert spread < 60  # random batches of 16 from 10..209 would spread ~170

@@ -34,7 +34,8 @@ def word_problem(rng: random.Random, n_ops: int) -> Task:
     start, story, steps, expr = x, [], [], str(x)
     for _ in range(n_ops):
         op = rng.choice(["+"] + ["-"] * (x >= 2) + ["×"] * (x <= 9))
-        y = rng.randint(2, 9) if op != "-" else rng.randint(1, min(x - 1, 9))
+        low, high = {"+": (2, 9), "-": (1, min(x - 1, 9)), "×": (2, 5)}[op]
+        y = rng.randint(low, high)
         new = _apply(op, x, y)
         story.append(_event(op, y, item))
         steps.append(Step(f"{x} {op} {y}", str(new), near_miss(new, rng)))
@@ -60,7 +61,7 @@ def two_step(rng: random.Random) -> Task:
 
 
 def linear_equation(rng: random.Random) -> Task:
-    a, x, b = rng.randint(2, 9), rng.randint(1, 9), rng.randint(1, 9)
+    a, x, b = rng.randint(2, 5), rng.randint(1, 9), rng.randint(1, 9)
     c = a * x + b
     steps = [
         Step(f"{a}x = {c} - {b}", str(a * x), near_miss(a * x, rng)),
@@ -77,9 +78,9 @@ def linear_equation(rng: random.Random) -> Task:
 
 
 def fraction_of(rng: random.Random) -> Task:
-    q = rng.randint(2, 9)
+    q = rng.randint(2, 5)
     p = rng.randint(1, q - 1)
-    k = rng.randint(2, 9)
+    k = rng.randint(2, 12)
     n = q * k
     steps = [
         Step(f"one part: {n} / {q}", str(k), near_miss(k, rng)),
