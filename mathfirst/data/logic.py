@@ -36,7 +36,7 @@ def propositional(rng: random.Random) -> Task:
 
 
 def ordering(rng: random.Random) -> Task:
-    people = rng.sample(NAMES, rng.randint(3, 4))  # people[0] is the top
+    people = rng.sample(NAMES, 3)  # people[0] is the top
     comparative, superlative = rng.choice(RELATIONS)
     facts = [f"{people[i]} is {comparative} than {people[i + 1]}." for i in range(len(people) - 1)]
     rng.shuffle(facts)

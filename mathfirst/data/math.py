@@ -28,18 +28,18 @@ def _event(op: str, y: int, item: str) -> str:
 
 
 def word_problem(rng: random.Random, n_ops: int) -> Task:
-    """A short story of `n_ops` changes to a count, each one a single-digit fact."""
+    """A short story of `n_ops` changes to a count, each one a small fact (× only in one-step stories)."""
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     x = rng.randint(2, 9)
     start, story, steps, expr = x, [], [], str(x)
     for _ in range(n_ops):
-        op = rng.choice(["+"] + ["-"] * (x >= 2) + ["×"] * (x <= 9))
+        op = rng.choice(["+"] + ["-"] * (x >= 2) + ["×"] * (n_ops == 1))
         low, high = {"+": (2, 9), "-": (1, min(x - 1, 9)), "×": (2, 5)}[op]
         y = rng.randint(low, high)
         new = _apply(op, x, y)
         story.append(_event(op, y, item))
         steps.append(Step(f"{x} {op} {y}", str(new), near_miss(new, rng)))
-        expr = f"({expr}) {op} {y}" if op == "×" and steps[1:] else f"{expr} {op} {y}"
+        expr = f"{expr} {op} {y}"
         x = new
     q = f"{name} has {start} {item}, then {' and then '.join(story)}. How many {item} does {name} have now?"
     sol = Solution(
