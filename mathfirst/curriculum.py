@@ -40,36 +40,28 @@ def prepare_run_dir(cfg: RunConfig, out: Path, resume: bool) -> RunConfig:
     return cfg
 
 
-def stage_examples(cfg: RunConfig, stage: str) -> list[tuple[str, str]]:
-    """(prompt, worked solution) pairs for a supervised stage: generated, spread evenly over its domains,
-    plus the rows of its data files."""
-    tcfg = getattr(cfg, stage)
-    w = cfg.world
-    style = (
-        TraceStyle(w.pretrain_skill_rate, w.pretrain_slip_rate, w.pretrain_corrected_share)
-        if stage == "pretrain"
-        else TraceStyle(w.sft_skill_rate, w.sft_slip_rate, w.sft_corrected_share)
-    )
+def generated_pairs(cfg: RunConfig, domains: list[str], n: int, style: TraceStyle, seed: int) -> list[tuple[str, str]]:
+    """`n` (question, worked solution) pairs of the tiny world, spread evenly over `domains`."""
     pairs = []
-    per_domain = -(-tcfg.examples // len(tcfg.domains))
-    for domain in tcfg.domains:
-        tasks = generate_tasks(domain, "train", per_domain, cfg.seed + STAGES.index(stage), tuple(w.levels))
-        pairs += [(q, s) for q, s, _ in traces(tasks, style, cfg.seed + STAGES.index(stage))]
-    if tcfg.replay:
-        pairs += replay_examples(cfg, round(len(pairs) * tcfg.replay / (1 - tcfg.replay)))
-    for path in tcfg.files:
-        pairs += load_sft_pairs(path)
+    for domain in domains:
+        tasks = generate_tasks(domain, "train", -(-n // len(domains)), seed, tuple(cfg.world.levels))
+        pairs += [(q, s) for q, s, _ in traces(tasks, style, seed)]
     return pairs
 
 
-def replay_examples(cfg: RunConfig, n: int) -> list[tuple[str, str]]:
-    """Fresh pretraining-style examples over the pretraining domains, mixed into a later stage against forgetting."""
-    w, domains = cfg.world, cfg.pretrain.domains
-    style = TraceStyle(w.pretrain_skill_rate, w.pretrain_slip_rate, w.pretrain_corrected_share)
-    pairs = []
-    for domain in domains:
-        tasks = generate_tasks(domain, "train", -(-n // len(domains)), cfg.seed + 100, tuple(w.levels))
-        pairs += [(q, s) for q, s, _ in traces(tasks, style, cfg.seed + 100)]
+def stage_examples(cfg: RunConfig, stage: str) -> list[tuple[str, str]]:
+    """The rows of a supervised stage: generated traces of its domains, replayed pretraining rows, its data files."""
+    tcfg, w = getattr(cfg, stage), cfg.world
+    pretrain_style = TraceStyle(w.pretrain_skill_rate, w.pretrain_slip_rate, w.pretrain_corrected_share)
+    style = (
+        pretrain_style if stage == "pretrain" else TraceStyle(w.sft_skill_rate, w.sft_slip_rate, w.sft_corrected_share)
+    )
+    pairs = generated_pairs(cfg, tcfg.domains, tcfg.examples, style, cfg.seed + STAGES.index(stage))
+    if tcfg.replay:  # fresh pretraining-style rows of all pretraining domains, against forgetting
+        n_replay = round(len(pairs) * tcfg.replay / (1 - tcfg.replay))
+        pairs += generated_pairs(cfg, cfg.pretrain.domains, n_replay, pretrain_style, cfg.seed + 100)
+    for path in tcfg.files:
+        pairs += load_sft_pairs(path)
     return pairs
 
 

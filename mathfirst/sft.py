@@ -72,12 +72,12 @@ def train(
     desc: str,
 ) -> PreTrainedModel:
     """Train for cfg.steps, resuming from stage_dir/last if a checkpoint is there."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    start = 0
     last = latest_checkpoint(stage_dir / "last")
     if last is not None:
         model, tokenizer, state = load_checkpoint(last)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    start = 0
+    if last is not None:
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
         tqdm.write(f"{desc}: resumed from step {start}")
