@@ -18,7 +18,7 @@ err = Console(stderr=True)
 
 
 def fail(message: str) -> None:
-    err.print(f"[red]error:[/] {message}", highlight=False)
+    err.print(f"[red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -30,14 +30,10 @@ def run(
     stages: str = typer.Option("", help="comma-separated subset of stages to run"),
 ) -> None:
     """Run the curriculum: pretrain -> sft, evaluating every stage on all held-out domains."""
-    import torch
-
     from mathfirst.curriculum import run_curriculum
 
     try:
         cfg = load_config(config) if config else (None if resume else load_config("configs/tiny.yaml"))
-        if cfg and cfg.threads:
-            torch.set_num_threads(cfg.threads)
         run_curriculum(cfg, out, resume, [s for s in stages.split(",") if s] or None)
     except (ConfigError, DataError) as e:
         fail(str(e))

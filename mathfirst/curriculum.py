@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -135,6 +136,8 @@ def run_curriculum(cfg: RunConfig | None, out: Path, resume: bool, stages: list[
     if cfg is not None:
         check_data_files(cfg)
     cfg = prepare_run_dir(cfg, out, resume)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     wanted = stages or cfg.stages
     results = {}
     for stage in STAGES:

@@ -85,10 +85,11 @@ def train(
     if start:
         log.log(start, event="resumed")
     model.train()
+    lengths = [len(ids) for ids, _ in examples]
     tokens, t0 = 0, time.perf_counter()
     bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, dynamic_ncols=True)
     for step in bar:
-        batch = batch_indices(step, len(examples), [len(ids) for ids, _ in examples], cfg.batch_size, seed)
+        batch = batch_indices(step, len(examples), lengths, cfg.batch_size, seed)
         input_ids, labels = collate([examples[i] for i in batch], tokenizer.pad_token_id)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -97,7 +98,7 @@ def train(
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        tokens += int((input_ids != tokenizer.pad_token_id).sum())
+        tokens += sum(lengths[i] for i in batch)
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             elapsed = time.perf_counter() - t0
             log.log(
