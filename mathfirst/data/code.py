@@ -32,7 +32,6 @@ def _task(level: int, kind: str, question: str, body: str, wrong_body: str, goal
         subgoals=[goal],
         steps=steps,
         answer="",
-        wrong_answer="",
         answer_block=body,
         wrong_block=wrong_body,
         check=f"{calls[-1]} = {expected[-1]!r}",

@@ -31,7 +31,7 @@ def propositional(rng: random.Random) -> Task:
         steps.append(Step(f"not {b}", _tf(inner), _tf(not inner)))
     steps.append(Step(f"{a} {op} {b_text}", _tf(value), _tf(not value)))
     q = f"Given {facts}. Is ({a} {op} {b_text}) true or false?"
-    sol = Solution(subgoals=["evaluate the inner parts first."], steps=steps, answer=_tf(value), wrong_answer="")
+    sol = Solution(subgoals=["evaluate the inner parts first."], steps=steps, answer=_tf(value))
     return Task("logic", 1, "propositional", q, _tf(value), sol, chance=0.5)
 
 
@@ -49,9 +49,7 @@ def ordering(rng: random.Random) -> Task:
         steps.append(Step(p, above, wrong, case=True))
     steps.append(Step(superlative, people[0], people[1]))
     q = f"{' '.join(facts)} Who is the {superlative}?"
-    sol = Solution(
-        subgoals=[f"find who has no one {comparative} than them."], steps=steps, answer=people[0], wrong_answer=""
-    )
+    sol = Solution(subgoals=[f"find who has no one {comparative} than them."], steps=steps, answer=people[0])
     return Task("logic", 2, "ordering", q, people[0], sol, chance=1 / len(people))
 
 
@@ -91,9 +89,7 @@ def knights_knaves(rng: random.Random) -> Task:
     wrong_pair = rng.choice([p for p in itertools.product([True, False], repeat=2) if p != ok[0]])
     steps.append(Step("the only consistent case", answer, f"{a} {kind[wrong_pair[0]]}, {b} {kind[wrong_pair[1]]}"))
     q = f"Knights always tell the truth and knaves always lie. {a} says: {sa} {b} says: {sb} What are {a} and {b}?"
-    sol = Solution(
-        subgoals=["try all four cases and keep the consistent one."], steps=steps, answer=answer, wrong_answer=""
-    )
+    sol = Solution(subgoals=["try all four cases and keep the consistent one."], steps=steps, answer=answer)
     return Task("logic", 3, "knights_knaves", q, answer, sol, chance=0.25)
 
 

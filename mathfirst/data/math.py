@@ -46,7 +46,6 @@ def word_problem(rng: random.Random, n_ops: int) -> Task:
         subgoals=["follow each change in order."] if n_ops > 1 else [f"turn the change into one operation on {start}."],
         steps=steps,
         answer=str(x),
-        wrong_answer="",
         check=f"{expr} = {x}",
     )
     return Task("math", n_ops, "word_problem", q, str(x), sol)
@@ -71,7 +70,6 @@ def linear_equation(rng: random.Random) -> Task:
         subgoals=[f"isolate x: first remove {b}, then divide by {a}."],
         steps=steps,
         answer=str(x),
-        wrong_answer="",
         check=f"{a} × {x} + {b} = {c}",
     )
     return Task("math", 3, "linear_equation", f"Solve for x: {a}x + {b} = {c}.", str(x), sol)
@@ -90,7 +88,6 @@ def fraction_of(rng: random.Random) -> Task:
         subgoals=[f"split {n} into {q} parts, then take {p} of them."],
         steps=steps,
         answer=str(k * p),
-        wrong_answer="",
         check=f"{k * p} × {q} / {p} = {n}",
     )
     return Task("math", 3, "fraction_of", f"What is {p}/{q} of {n}?", str(k * p), sol)

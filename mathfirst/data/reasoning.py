@@ -38,7 +38,7 @@ class Solution:
     subgoals: list[str]
     steps: list[Step]
     answer: str
-    wrong_answer: str  # the answer an uncorrected slip in the last step leads to
+    wrong_answer: str = ""  # the answer an uncorrected slip leads to; default: the last step's slip
     check: str = ""  # a final verification line, without the prefix
     answer_block: str = ""  # for code: the final program instead of a boxed answer
     wrong_block: str = ""
@@ -92,7 +92,7 @@ def _finish(lines: list[str], sol: Solution, style: TraceStyle, rng: random.Rand
         return "\n".join(lines)
     if sol.check and not wrong and rng.random() < style.skill_rate:
         lines.append(f"Check: {sol.check}")
-    answer = sol.wrong_answer if wrong else sol.answer
+    answer = (sol.wrong_answer or sol.steps[-1].wrong) if wrong else sol.answer
     lines.append(f"Answer: \\boxed{{{answer}}}")
     return "\n".join(lines)
 

@@ -22,9 +22,7 @@ def state_machine(rng: random.Random) -> Task:
     ]
     loop = " -> ".join(cycle + [cycle[0]])
     q = f"A machine cycles {loop}. It starts at {cycle[start]}. Where is it after {n} steps?"
-    sol = Solution(
-        subgoals=[f"advance one state at a time, {n} times."], steps=steps, answer=states[-1], wrong_answer=""
-    )
+    sol = Solution(subgoals=[f"advance one state at a time, {n} times."], steps=steps, answer=states[-1])
     return Task("simulation", 1, "state_machine", q, states[-1], sol, chance=1 / len(cycle))
 
 
@@ -40,7 +38,7 @@ def loop(rng: random.Random) -> Task:
         x = new
     program = f"x = {x0}\nfor i in range({n}):\n    x = x {op} {k}\nprint(x)"
     q = f"What does this program print?\n{program}"
-    sol = Solution(subgoals=[f"run the loop {n} times, tracking x."], steps=steps, answer=str(x), wrong_answer="")
+    sol = Solution(subgoals=[f"run the loop {n} times, tracking x."], steps=steps, answer=str(x))
     return Task("simulation", 2, "loop", q, str(x), sol)
 
 
@@ -68,9 +66,7 @@ def stack(rng: random.Random) -> Task:
     top = str(content[-1])
     steps.append(Step("top", top, str(int(top) % 9 + 1)))
     q = f"Start with an empty stack and run: {', '.join(ops)}. Which number is on top?"
-    sol = Solution(
-        subgoals=["apply the operations in order, tracking the stack."], steps=steps, answer=top, wrong_answer=""
-    )
+    sol = Solution(subgoals=["apply the operations in order, tracking the stack."], steps=steps, answer=top)
     return Task("simulation", 3, "stack", q, top, sol)
 
 

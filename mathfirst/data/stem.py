@@ -39,7 +39,6 @@ def convert(rng: random.Random) -> Task:
         subgoals=[f"one {big[:-1] if big.endswith('s') else big} is {factor} {small}, so multiply by {factor}."],
         steps=[Step(f"{n} × {factor}", str(value), str(value + factor))],
         answer=str(value),
-        wrong_answer="",
         check=f"{value} / {factor} = {n}",
     )
     return Task("stem", 1, "convert", f"Convert {n} {big} to {small}.", str(value), sol)
@@ -82,7 +81,6 @@ def formula(rng: random.Random) -> Task:
         subgoals=[goal],
         steps=[Step(text, str(value), near_miss(value, rng))],
         answer=str(value),
-        wrong_answer="",
         check=check,
     )
     return Task("stem", 2, kind, q, str(value), sol)

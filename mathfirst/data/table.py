@@ -34,7 +34,6 @@ def lookup(rng: random.Random) -> Task:
         subgoals=[f"find the row of {names[r]}, then the column {cols[c]}."],
         steps=[Step(f"row {names[r]}, column {cols[c]}", str(value), str(other if other != value else value % 9 + 1))],
         answer=str(value),
-        wrong_answer="",
     )
     return Task("table", 1, "lookup", q, str(value), sol)
 
@@ -49,7 +48,7 @@ def arg_max(rng: random.Random) -> Task:
     steps = [Step(n, f"{v} {cols[c]}", f"{v + 1} {cols[c]}", case=True) for n, v in zip(names, column)]
     steps.append(Step("most", best, rng.choice([n for n in names if n != best])))
     q = f"{_render(names, cols, values)}\nWho has the most {cols[c]}?"
-    sol = Solution(subgoals=[f"compare the {cols[c]} of every row."], steps=steps, answer=best, wrong_answer="")
+    sol = Solution(subgoals=[f"compare the {cols[c]} of every row."], steps=steps, answer=best)
     return Task("table", 2, "arg_max", q, best, sol, chance=1 / len(names))
 
 
@@ -66,7 +65,6 @@ def total(rng: random.Random) -> Task:
         subgoals=[f"add the {cols[c]} column row by row."],
         steps=steps,
         answer=str(running),
-        wrong_answer="",
         check=f"{' + '.join(map(str, column))} = {running}",
     )
     return Task("table", 3, "total", q, str(running), sol)

@@ -31,10 +31,7 @@ def check_domain(domain: str) -> str:
 
 
 def generate_one(domain: str, rng: random.Random, level: int) -> Task:
-    task = GENERATORS[domain].generate(rng, level)
-    if not task.solution.wrong_answer and task.solution.steps:
-        task.solution.wrong_answer = task.solution.steps[-1].wrong
-    return task
+    return GENERATORS[domain].generate(rng, level)
 
 
 def generate_tasks(domain: str, split: str, n: int, seed: int, levels: tuple[int, ...] = (1, 2, 3)) -> list[Task]:
