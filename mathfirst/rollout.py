@@ -1,10 +1,13 @@
-"""Batched sampling from any HF causal LM (HF `generate` with a KV cache)."""
+"""Batched sampling from any HF causal LM: HF `generate` (the reference engine) and the native KV-cache
+sampler that RL uses, which also returns each token's log-prob under the sampling policy."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from tqdm import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from mathfirst.tokenizer import chat_prompt_ids
 
@@ -52,3 +55,114 @@ def generate(
         for (i, s), text in zip(chunk, texts):
             out[i][s] = text
     return out
+
+
+@dataclass
+class Rollout:
+    """One sampled response: its tokens (EOS included when reached) and their log-probs under the sampler."""
+
+    prompt_ids: list[int]
+    response_ids: list[int]
+    logprobs: list[float]
+    truncated: bool  # stopped at max_new_tokens without EOS
+
+
+def pick_tokens(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next tokens and their log-probs under softmax(logits / T) (top-p only narrows what is drawn)."""
+    if temperature <= 0:
+        logp = torch.log_softmax(logits.float(), -1)
+        token = logits.argmax(-1)
+        return token, logp.gather(-1, token[:, None])[:, 0]
+    logp = torch.log_softmax(logits.float() / temperature, -1)
+    probs = logp.exp()
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(-1, descending=True)
+        outside = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest prefix reaching top_p
+        sorted_p = sorted_p.masked_fill(outside, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    token = torch.multinomial(probs, 1, generator=generator)[:, 0]
+    return token, logp.gather(-1, token[:, None])[:, 0]
+
+
+@torch.inference_mode()
+def sample_batch(
+    model: PreTrainedModel,
+    prompts: list[list[int]],
+    pad_id: int,
+    eos_id: int,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> list[Rollout]:
+    """The native sampler: one prefill of the left-padded prompts, then one cached forward per new token."""
+    n, width = len(prompts), max(len(p) for p in prompts)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        input_ids[row, width - len(p) :] = torch.tensor(p)
+        mask[row, width - len(p) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1).logits
+    logits, position = logits[:, -1], positions[:, -1]
+    tokens = torch.full((n, max_new_tokens), pad_id, dtype=torch.long)
+    logprobs = torch.zeros((n, max_new_tokens))
+    done = torch.zeros(n, dtype=torch.bool)
+    lengths = torch.full((n,), max_new_tokens)
+    for t in range(max_new_tokens):
+        token, logp = pick_tokens(logits, temperature, top_p, generator)
+        tokens[:, t] = torch.where(done, pad_id, token)
+        logprobs[:, t] = torch.where(done, 0.0, logp)
+        finished = ~done & (token == eos_id)
+        lengths[finished] = t + 1
+        done |= finished
+        if bool(done.all()) or t + 1 == max_new_tokens:
+            break
+        mask = torch.cat([mask, torch.ones((n, 1), dtype=torch.long)], dim=1)
+        position = position + 1
+        logits = model(
+            input_ids=tokens[:, t : t + 1], attention_mask=mask, position_ids=position[:, None], cache=cache
+        ).logits[:, -1]
+    return [
+        Rollout(prompts[i], tokens[i, : lengths[i]].tolist(), logprobs[i, : lengths[i]].tolist(), not bool(done[i]))
+        for i in range(n)
+    ]
+
+
+def sample(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    batch_size: int = 64,
+    seed: int = 0,
+    desc: str | None = None,
+) -> list[Rollout]:
+    """Sample one response per prompt (repeat a prompt for a group); batches are formed by prompt length."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out: list[Rollout | None] = [None] * len(prompts)
+    generator = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc=desc, leave=False, dynamic_ncols=True, disable=desc is None):
+        chunk = order[start : start + batch_size]
+        rollouts = sample_batch(
+            model,
+            [prompts[i] for i in chunk],
+            tokenizer.pad_token_id,
+            tokenizer.eos_token_id,
+            max_new_tokens,
+            temperature,
+            top_p,
+            generator,
+        )
+        for i, r in zip(chunk, rollouts):
+            out[i] = r
+    model.train(was_training)
+    return out  # type: ignore[return-value]
