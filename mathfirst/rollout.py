@@ -106,7 +106,9 @@ def sample_batch(
         mask[row, width - len(p) :] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
-    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1).logits
+    logits = model(
+        input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1
+    ).logits
     logits, position = logits[:, -1], positions[:, -1]
     tokens = torch.full((n, max_new_tokens), pad_id, dtype=torch.long)
     logprobs = torch.zeros((n, max_new_tokens))
