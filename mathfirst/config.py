@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mathfirst.data.schema import DOMAINS
 
-STAGES = ("pretrain", "sft")
+STAGES = ("pretrain", "sft", "rl_math", "rl_joint")
+RL_STAGES = ("rl_math", "rl_joint")
 
 
 class ConfigError(Exception):
@@ -69,6 +70,47 @@ class TrainConfig(Strict):
     domains: list[Literal[DOMAINS]] = list(DOMAINS)  # type: ignore[valid-type]
 
 
+class RLConfig(Strict):
+    """One DAPO stage: math-only RL or joint RL over the domains, sampled by `domain_weights`."""
+
+    steps: int = Field(gt=0)
+    prompts_per_step: int = Field(16, gt=0)  # groups per update batch, after dynamic sampling
+    group_size: int = Field(8, ge=2)  # G responses per prompt
+    lr: float = Field(1e-4, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(192, gt=0)
+    clip_low: float = Field(0.2, ge=0, lt=1)  # clip-higher: ratio kept in [1 - clip_low, 1 + clip_high]
+    clip_high: float = Field(0.28, ge=0)
+    clip_c: float = Field(3.0, gt=1)  # dual clip for negative advantages (verl's clip_ratio_c)
+    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"] = "token-mean"
+    overlong_buffer: int = Field(0, ge=0)  # soft penalty over the last N tokens before max_new_tokens; 0 = off
+    overlong_penalty: float = Field(1.0, ge=0)
+    mask_truncated: bool = False  # drop responses cut at max_new_tokens from the loss
+    kl_coef: float = Field(0.0, ge=0)  # DAPO uses no KL term
+    kl_estimator: Literal["kl", "mse", "low_var_kl"] = "low_var_kl"
+    dynamic_sampling: bool = True  # drop groups whose accuracies are all equal and sample more
+    max_gen_rounds: int = Field(3, gt=0)  # sampling rounds per step at most, to fill the batch
+    mini_batch_groups: int = Field(8, gt=0)  # groups per optimizer step
+    ppo_epochs: int = Field(1, gt=0)
+    rollout_batch_size: int = Field(128, gt=0)
+    save_every: int = Field(10, gt=0)
+    domains: list[Literal[DOMAINS]] = ["math"]  # type: ignore[valid-type]
+    domain_weights: dict[str, float] = {}  # relative sampling weight per domain; missing = 1
+
+    @field_validator("domain_weights")
+    @classmethod
+    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+        for domain, w in v.items():
+            if domain not in DOMAINS:
+                raise ValueError(f"unknown domain {domain!r}; choose from: {', '.join(DOMAINS)}")
+            if w < 0:
+                raise ValueError(f"weight of {domain} must be >= 0")
+        return v
+
+
 class EvalConfig(Strict):
     samples: int = Field(4, ge=0)  # k sampled responses per task for mean@k (0: greedy only)
     temperature: float = Field(1.0, gt=0)
@@ -86,7 +128,16 @@ class RunConfig(Strict):
     model: ModelConfig = ModelConfig()
     pretrain: TrainConfig
     sft: TrainConfig
+    rl_math: RLConfig | None = None
+    rl_joint: RLConfig | None = None
     eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _stages_have_settings(self) -> RunConfig:
+        for stage in self.stages:
+            if getattr(self, stage) is None:
+                raise ValueError(f"stage {stage} is listed in `stages` but has no `{stage}:` section")
+        return self
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -103,8 +154,13 @@ def load_config(path: str | Path) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(f"key `{'.'.join(map(str, err['loc']))}`: {_reason(err)}" for err in e.errors())
+        problems = "; ".join(_problem(err) for err in e.errors())
         raise ConfigError(f"{path}: {problems}") from None
+
+
+def _problem(err: dict) -> str:
+    where = ".".join(map(str, err["loc"]))
+    return f"key `{where}`: {_reason(err)}" if where else _reason(err).removeprefix("Value error, ")
 
 
 def _reason(err: dict) -> str:

@@ -12,12 +12,13 @@ from rich.console import Console
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from mathfirst.checkpoint import write_json_atomic
-from mathfirst.config import STAGES, ConfigError, RunConfig, dump_config, load_config
+from mathfirst.config import RL_STAGES, STAGES, ConfigError, RunConfig, dump_config, load_config
 from mathfirst.data.loaders import load_sft_pairs
 from mathfirst.data.reasoning import TraceStyle
 from mathfirst.data.world import generate_tasks, traces
 from mathfirst.eval.heldout import evaluate_heldout, print_eval
 from mathfirst.model import build_tiny_model, count_params, load_model, save_model
+from mathfirst.rl import train_rl
 from mathfirst.sft import encode_chat, train
 from mathfirst.tokenizer import train_tokenizer
 
@@ -69,7 +70,7 @@ def stage_examples(cfg: RunConfig, stage: str) -> list[tuple[str, str]]:
 def check_data_files(cfg: RunConfig) -> None:
     """Read every configured data file up front, so a bad one fails before the run folder is touched."""
     for stage in cfg.stages:
-        for path in getattr(cfg, stage).files:
+        for path in getattr(getattr(cfg, stage), "files", []):
             load_sft_pairs(path)
 
 
@@ -106,11 +107,16 @@ def run_stage(cfg: RunConfig, out: Path, stage: str) -> dict:
         model, tokenizer = starting_point(cfg, out, stage)
         tcfg = getattr(cfg, stage)
         t0 = time.perf_counter()
-        pairs = stage_examples(cfg, stage)
-        max_len = cfg.model.max_seq_len
-        examples = [encode_chat(tokenizer, q, s, tcfg.loss_on_prompt, max_len) for q, s in pairs]
-        console.print(f"[bold]{stage}[/]: {len(examples)} examples, {count_params(model):,} parameters")
-        model = train(model, tokenizer, examples, tcfg, stage_dir, cfg.seed, stage)
+        if stage in RL_STAGES:
+            console.print(f"[bold]{stage}[/]: DAPO on {', '.join(tcfg.domains)}, {count_params(model):,} parameters")
+            seed = cfg.seed + STAGES.index(stage)
+            model = train_rl(model, tokenizer, tcfg, tuple(cfg.world.levels), stage_dir, seed, stage)
+        else:
+            pairs = stage_examples(cfg, stage)
+            max_len = cfg.model.max_seq_len
+            examples = [encode_chat(tokenizer, q, s, tcfg.loss_on_prompt, max_len) for q, s in pairs]
+            console.print(f"[bold]{stage}[/]: {len(examples)} examples, {count_params(model):,} parameters")
+            model = train(model, tokenizer, examples, tcfg, stage_dir, cfg.seed, stage)
         save_model(model, tokenizer, stage_dir)
         write_json_atomic(
             stage_dir / "trained.json", {"steps": tcfg.steps, "seconds": round(time.perf_counter() - t0, 1)}
@@ -136,6 +142,9 @@ def run_curriculum(cfg: RunConfig | None, out: Path, resume: bool, stages: list[
     if cfg is not None:
         check_data_files(cfg)
     cfg = prepare_run_dir(cfg, out, resume)
+    for s in stages or []:
+        if getattr(cfg, s) is None:
+            raise ConfigError(f"stage {s} has no `{s}:` section in the run's config")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     wanted = stages or cfg.stages

@@ -61,12 +61,13 @@ def policy_loss(
     loss_mat = torch.maximum(unclipped, clipped)
     dual = torch.minimum(-advantages * clip_c, loss_mat)
     loss_mat = torch.where(advantages < 0, dual, loss_mat)
-    fmask = mask.to(logp.dtype)
-    n = fmask.sum().clamp(min=1)
-    stats = {
-        "clip_frac": float(((clipped > unclipped).to(logp.dtype) * fmask).sum() / n),
-        "ppo_kl": float((-log_ratio * fmask).sum() / n),
-    }
+    with torch.no_grad():
+        fmask = mask.to(logp.dtype)
+        n = fmask.sum().clamp(min=1)
+        stats = {
+            "clip_frac": float(((clipped > unclipped).to(logp.dtype) * fmask).sum() / n),
+            "ppo_kl": float((-log_ratio * fmask).sum() / n),
+        }
     return agg_loss(loss_mat, mask, agg), stats
 
 

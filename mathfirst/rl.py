@@ -1,0 +1,246 @@
+"""The DAPO loop: sample G responses per prompt -> verify -> shape rewards -> keep informative groups ->
+recompute old log-probs -> clipped mini-batch updates. Resumable from its last saved step."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from mathfirst.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from mathfirst.config import RLConfig
+from mathfirst.dapo import agg_loss, group_advantages, informative_groups, kl_penalty, overlong_penalty, policy_loss
+from mathfirst.data.reasoning import SKILL_PREFIXES, detect_skills
+from mathfirst.data.schema import Task
+from mathfirst.data.world import generate_tasks
+from mathfirst.metrics import MetricsLog
+from mathfirst.rewards import compute_scores
+from mathfirst.rollout import Rollout, sample
+from mathfirst.tokenizer import chat_prompt_ids
+
+POOL_PER_DOMAIN = 4000  # training tasks drawn per domain; the world has many more, this bounds set-up time
+
+
+@dataclass
+class Group:
+    """One prompt's G responses with their verified scores and shaped rewards."""
+
+    task: Task
+    rollouts: list[Rollout]
+    scores: list[float]
+    rewards: list[float]
+    texts: list[str]
+
+
+def task_pools(cfg: RLConfig, levels: tuple[int, ...], seed: int) -> dict[str, list[Task]]:
+    return {d: generate_tasks(d, "train", POOL_PER_DOMAIN, seed, levels) for d in cfg.domains}
+
+
+def pick_tasks(pools: dict[str, list[Task]], cfg: RLConfig, n: int, rng: random.Random) -> list[Task]:
+    """`n` tasks, each from a domain drawn by `domain_weights` (equal by default)."""
+    domains = list(pools)
+    weights = [cfg.domain_weights.get(d, 1.0) for d in domains]
+    return [rng.choice(pools[d]) for d in rng.choices(domains, weights, k=n)]
+
+
+def rollout_groups(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: list[Task], cfg: RLConfig, seed: int
+) -> list[Group]:
+    """Sample and verify G responses for each task; rewards are DAPO's +1 / -1 plus the overlong penalty."""
+    G = cfg.group_size
+    prompts = [chat_prompt_ids(tokenizer, t.question) for t in tasks for _ in range(G)]
+    rollouts = sample(
+        model, tokenizer, prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.rollout_batch_size, seed
+    )
+    texts = [tokenizer.decode(r.response_ids, skip_special_tokens=True) for r in rollouts]
+    items = [(f"tiny/{t.domain}", texts[i], t.answer, {"ability": t.domain}) for i, t in enumerate(_repeat(tasks, G))]
+    scores = [s["score"] for s in compute_scores(items)]
+    lengths = torch.tensor([len(r.response_ids) for r in rollouts])
+    penalty = overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_buffer, cfg.overlong_penalty).tolist()
+    rewards = [(1.0 if s > 0 else -1.0) + p for s, p in zip(scores, penalty)]
+    return [
+        Group(t, rollouts[k * G : (k + 1) * G], scores[k * G : (k + 1) * G], rewards[k * G : (k + 1) * G],
+              texts[k * G : (k + 1) * G])
+        for k, t in enumerate(tasks)
+    ]  # fmt: skip
+
+
+def _repeat(tasks: list[Task], g: int) -> list[Task]:
+    return [t for t in tasks for _ in range(g)]
+
+
+def collect_batch(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pools: dict[str, list[Task]],
+    cfg: RLConfig,
+    step: int,
+    seed: int,
+) -> tuple[list[Group], list[Group], int]:
+    """Dynamic sampling: sample rounds of prompts, keep groups whose accuracies differ, until the batch is full
+    or `max_gen_rounds` is spent. Returns (kept groups, every sampled group, rounds used)."""
+    kept: list[Group] = []
+    sampled: list[Group] = []
+    rounds = 0
+    while len(kept) < cfg.prompts_per_step and rounds < cfg.max_gen_rounds:
+        round_seed = seed * 1_000_003 + step * 101 + rounds
+        tasks = pick_tasks(pools, cfg, cfg.prompts_per_step, random.Random(round_seed))
+        groups = rollout_groups(model, tokenizer, tasks, cfg, round_seed)
+        sampled += groups
+        rounds += 1
+        if not cfg.dynamic_sampling:
+            kept = groups
+            break
+        scores = torch.tensor([s for g in groups for s in g.scores])
+        ids = [k for k, g in enumerate(groups) for _ in g.scores]
+        kept += [groups[k] for k in informative_groups(scores, ids)]
+    return kept[: cfg.prompts_per_step], sampled, rounds
+
+
+def pack(groups: list[Group], pad_id: int, mask_truncated: bool) -> dict[str, torch.Tensor]:
+    """Right-padded prompt+response ids, a mask over response tokens, per-sequence advantages."""
+    rollouts = [r for g in groups for r in g.rollouts]
+    width = max(len(r.prompt_ids) + len(r.response_ids) for r in rollouts)
+    ids = torch.full((len(rollouts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rollouts), width))
+    for i, r in enumerate(rollouts):
+        p, n = len(r.prompt_ids), len(r.response_ids)
+        ids[i, : p + n] = torch.tensor(r.prompt_ids + r.response_ids)
+        if not (mask_truncated and r.truncated):
+            mask[i, p : p + n] = 1.0
+    rewards = torch.tensor([x for g in groups for x in g.rewards])
+    group_ids = [k for k, g in enumerate(groups) for _ in g.rollouts]
+    return {"ids": ids, "mask": mask, "adv": group_advantages(rewards, group_ids)}
+
+
+def token_logprobs(model: PreTrainedModel, ids: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-prob of each next token under softmax(logits / T), and the entropy there; aligned with `ids`."""
+    logits = model(input_ids=ids).logits[:, :-1].float() / temperature
+    logp_all = torch.log_softmax(logits, -1)
+    logp = logp_all.gather(-1, ids[:, 1:, None])[..., 0]
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    pad = torch.zeros((ids.shape[0], 1))
+    return torch.cat([pad, logp], 1), torch.cat([pad, entropy], 1)
+
+
+def update(
+    model: PreTrainedModel,
+    ref_model: PreTrainedModel | None,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, torch.Tensor],
+    group_size: int,
+    cfg: RLConfig,
+    rng: torch.Generator,
+) -> dict[str, float]:
+    """PPO epochs of clipped mini-batch updates over the kept groups; returns averaged statistics."""
+    with torch.no_grad():
+        old_logp, _ = token_logprobs(model, batch["ids"], cfg.temperature)
+        ref_logp = token_logprobs(ref_model, batch["ids"], cfg.temperature)[0] if ref_model is not None else None
+    n_groups = batch["ids"].shape[0] // group_size
+    stats: dict[str, list[float]] = {"loss": [], "clip_frac": [], "ppo_kl": [], "entropy": [], "grad_norm": []}
+    for _ in range(cfg.ppo_epochs):
+        order = torch.randperm(n_groups, generator=rng)
+        for start in range(0, n_groups, cfg.mini_batch_groups):
+            rows = torch.cat(
+                [torch.arange(g * group_size, (g + 1) * group_size) for g in order[start:][: cfg.mini_batch_groups]]
+            )
+            ids, mask, adv = batch["ids"][rows], batch["mask"][rows], batch["adv"][rows]
+            logp, entropy = token_logprobs(model, ids, cfg.temperature)
+            loss, s = policy_loss(
+                logp, old_logp[rows], adv, mask, cfg.clip_low, cfg.clip_high, cfg.clip_c, cfg.loss_agg
+            )
+            if ref_logp is not None and cfg.kl_coef > 0:
+                loss = loss + cfg.kl_coef * agg_loss(
+                    kl_penalty(logp, ref_logp[rows], cfg.kl_estimator), mask, cfg.loss_agg
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            stats["grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)))
+            optimizer.step()
+            stats["loss"].append(loss.item())
+            stats["clip_frac"].append(s["clip_frac"])
+            stats["ppo_kl"].append(s["ppo_kl"])
+            stats["entropy"].append(float(agg_loss(entropy.detach(), mask, "token-mean")))
+    return {k: round(sum(v) / len(v), 5) for k, v in stats.items() if v}
+
+
+def step_metrics(kept: list[Group], sampled: list[Group], rounds: int) -> dict[str, float]:
+    """Reward, accuracy, length, dropped share and skill rates over everything sampled in a step."""
+    scores = [s for g in sampled for s in g.scores]
+    rewards = [r for g in sampled for r in g.rewards]
+    lengths = [len(r.response_ids) for g in sampled for r in g.rollouts]
+    truncated = [r.truncated for g in sampled for r in g.rollouts]
+    skills = [detect_skills(t) for g in sampled for t in g.texts]
+    out = {
+        "reward": sum(rewards) / len(rewards),
+        "acc": sum(scores) / len(scores),
+        "response_length": sum(lengths) / len(lengths),
+        "truncated": sum(truncated) / len(truncated),
+        "groups_sampled": len(sampled),
+        "groups_kept": len(kept),
+        "dropped_share": 1 - len(kept) / len(sampled) if sampled else 0.0,
+        "gen_rounds": rounds,
+    }
+    out |= {f"skill_{k}": sum(s[k] for s in skills) / len(skills) for k in SKILL_PREFIXES}
+    for domain in sorted({g.task.domain for g in sampled}):
+        acc = [s for g in sampled if g.task.domain == domain for s in g.scores]
+        out[f"acc_{domain}"] = sum(acc) / len(acc)
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def lr_at(step: int, cfg: RLConfig) -> float:
+    """Linear warm-up, then constant (the DAPO recipe's schedule)."""
+    return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+
+
+def train_rl(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    cfg: RLConfig,
+    levels: tuple[int, ...],
+    stage_dir: Path,
+    seed: int,
+    desc: str,
+) -> PreTrainedModel:
+    """Run cfg.steps DAPO steps, resuming from stage_dir/last when a checkpoint is there."""
+    ref_model = None
+    if cfg.kl_coef > 0:
+        ref_model = type(model)(model.config).eval()
+        ref_model.load_state_dict(model.state_dict())
+    last = latest_checkpoint(stage_dir / "last")
+    if last is not None:
+        model, tokenizer, state = load_checkpoint(last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
+    start = 0
+    if last is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["step"]
+        tqdm.write(f"{desc}: resumed from step {start}")
+    log = MetricsLog(stage_dir / "metrics.jsonl", resume_step=start)
+    pools = task_pools(cfg, levels, seed)
+    bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, dynamic_ncols=True)
+    for step in bar:
+        t0 = time.perf_counter()
+        kept, sampled, rounds = collect_batch(model, tokenizer, pools, cfg, step, seed)
+        t_sample = time.perf_counter() - t0
+        metrics = step_metrics(kept, sampled, rounds)
+        if kept:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            model.train()
+            batch = pack(kept, tokenizer.pad_token_id, cfg.mask_truncated)
+            rng = torch.Generator().manual_seed(seed * 7919 + step)
+            metrics |= update(model, ref_model, optimizer, batch, cfg.group_size, cfg, rng)
+            model.eval()
+        log.log(step + 1, **metrics, sample_s=round(t_sample, 2), step_s=round(time.perf_counter() - t0, 2))
+        bar.set_postfix(acc=f"{metrics['acc']:.2f}", kept=f"{len(kept)}/{len(sampled)}")
+        if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+            save_checkpoint(stage_dir / "last", model, tokenizer, optimizer, step + 1)
+    bar.close()
+    model.eval()
+    return model

@@ -1,0 +1,98 @@
+import random
+
+import pytest
+import torch
+
+from mathfirst.config import ModelConfig, RLConfig
+from mathfirst.data.world import generate_tasks
+from mathfirst.metrics import read_metrics
+from mathfirst.model import build_tiny_model
+from mathfirst.rl import Group, collect_batch, pack, pick_tasks, task_pools, token_logprobs, train_rl, update
+from mathfirst.rollout import Rollout
+from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
+
+CORPUS = ["Compute 12 + 34.\nSubgoal: add the ones.\nAnswer: \\boxed{46}"] * 20 + ["Who is the tallest? Ann"] * 5
+
+
+@pytest.fixture()
+def model_and_tok():
+    tok = train_tokenizer(CORPUS, 400)
+    cfg = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64)
+    return build_tiny_model(cfg, tok, 0).eval(), tok
+
+
+def rl_cfg(**kw) -> RLConfig:
+    base = dict(steps=2, prompts_per_step=2, group_size=4, max_new_tokens=8, mini_batch_groups=1, lr=1e-2)
+    return RLConfig(**(base | kw))
+
+
+def fixed_groups(tok, task, good: str, bad: str) -> list[Group]:
+    """Two responses per group: `good` rewarded +1, `bad` -1."""
+    prompt = chat_prompt_ids(tok, task.question)
+    groups = []
+    for _ in range(2):
+        rollouts = [Rollout(prompt, tok(t).input_ids + [tok.eos_token_id], [], False) for t in (good, bad, good, bad)]
+        groups.append(Group(task, rollouts, [1.0, 0.0, 1.0, 0.0], [1.0, -1.0, 1.0, -1.0], [good, bad, good, bad]))
+    return groups
+
+
+def test_pick_tasks_follows_domain_weights():
+    cfg = rl_cfg(domains=["math", "logic"], domain_weights={"logic": 0.0})
+    pools = task_pools(cfg, (1,), 0)
+    assert {t.domain for t in pick_tasks(pools, cfg, 50, random.Random(0))} == {"math"}
+
+
+def test_pack_masks_responses_and_normalises_in_groups(model_and_tok):
+    _, tok = model_and_tok
+    task = generate_tasks("math", "train", 1, 0)[0]
+    groups = fixed_groups(tok, task, "Answer: 4", "no")
+    groups[0].rollouts[1].truncated = True
+    batch = pack(groups, tok.pad_token_id, mask_truncated=True)
+    r = groups[0].rollouts[0]
+    p, n = len(r.prompt_ids), len(r.response_ids)
+    assert batch["mask"][0, :p].sum() == 0 and batch["mask"][0, p : p + n].sum() == n
+    assert batch["mask"][1].sum() == 0  # the truncated response is masked out
+    assert batch["adv"][:4].tolist() == pytest.approx([0.866, -0.866, 0.866, -0.866], abs=1e-3)
+
+
+def test_update_moves_probability_towards_rewarded_responses(model_and_tok):
+    model, tok = model_and_tok
+    task = generate_tasks("math", "train", 1, 0)[0]
+    groups = fixed_groups(tok, task, "Answer: \\boxed{46}", "Who is the tallest")
+    batch = pack(groups, tok.pad_token_id, False)
+
+    def mean_logp(row):
+        with torch.no_grad():
+            logp, _ = token_logprobs(model, batch["ids"][row : row + 1], 1.0)
+        return float((logp * batch["mask"][row : row + 1]).sum())
+
+    before_good, before_bad = mean_logp(0), mean_logp(1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(3):
+        stats = update(model, None, optimizer, batch, 4, rl_cfg(), torch.Generator().manual_seed(0))
+    assert mean_logp(0) > before_good and mean_logp(1) < before_bad
+    assert {"loss", "clip_frac", "entropy", "ppo_kl", "grad_norm"} <= set(stats)
+
+
+def test_dynamic_sampling_drops_uniform_groups_and_bounds_rounds(model_and_tok):
+    model, tok = model_and_tok  # an untrained model never answers right: every group is all-wrong
+    cfg = rl_cfg(max_gen_rounds=3)
+    kept, sampled, rounds = collect_batch(model, tok, task_pools(cfg, (1,), 0), cfg, step=0, seed=0)
+    assert kept == [] and rounds == 3 and len(sampled) == 3 * cfg.prompts_per_step
+    kept, sampled, rounds = collect_batch(
+        model, tok, task_pools(cfg, (1,), 0), rl_cfg(dynamic_sampling=False), step=0, seed=0
+    )
+    assert len(kept) == len(sampled) == 2 and rounds == 1
+
+
+def test_train_rl_logs_and_resumes(model_and_tok, tmp_path):
+    model, tok = model_and_tok
+    cfg = rl_cfg(steps=2, save_every=1, dynamic_sampling=False)
+    train_rl(model, tok, cfg, (1,), tmp_path, 0, "rl")
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    for key in ("reward", "acc", "entropy", "response_length", "clip_frac", "dropped_share", "skill_verification"):
+        assert key in rows[-1]
+    assert (tmp_path / "last").is_dir()  # step 1's checkpoint; a resumed run continues from it
+    train_rl(model, tok, rl_cfg(steps=3, save_every=1, dynamic_sampling=False), (1,), tmp_path, 0, "rl")
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2, 3]
