@@ -61,7 +61,7 @@ class TrainConfig(Strict):
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(20, ge=0)
     weight_decay: float = Field(0.0, ge=0)
-    examples: int = Field(gt=0)
+    examples: int = Field(ge=0)  # generated rows (0: only `files`)
     loss_on_prompt: bool = False  # pretraining may also learn the questions; SFT learns responses only
     replay: float = Field(0.0, ge=0, lt=1)  # share of examples replayed from the pretraining mixture
     files: list[str] = []  # extra (prompt, response) rows from .jsonl/.parquet files, added to the generated ones
@@ -98,6 +98,8 @@ class RLConfig(Strict):
     rollout_batch_size: int = Field(128, gt=0)
     save_every: int = Field(10, gt=0)
     domains: list[Literal[DOMAINS]] = ["math"]  # type: ignore[valid-type]
+    generated: bool = True  # draw prompts from the tiny world's generators
+    files: list[str] = []  # and/or from .parquet/.jsonl files in verl's RL schema
     domain_weights: dict[str, float] = {}  # relative sampling weight per domain; missing = 1
 
     @field_validator("domain_weights")
@@ -126,8 +128,8 @@ class RunConfig(Strict):
     threads: int = Field(0, ge=0)  # torch threads; 0 = all cores
     world: WorldConfig = WorldConfig()
     model: ModelConfig = ModelConfig()
-    pretrain: TrainConfig
-    sft: TrainConfig
+    pretrain: TrainConfig | None = None
+    sft: TrainConfig | None = None
     rl_math: RLConfig | None = None
     rl_joint: RLConfig | None = None
     eval: EvalConfig = EvalConfig()

@@ -13,8 +13,9 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from mathfirst.checkpoint import write_json_atomic
 from mathfirst.config import RL_STAGES, STAGES, ConfigError, RunConfig, dump_config, load_config
-from mathfirst.data.loaders import load_sft_pairs
+from mathfirst.data.loaders import load_rl_prompts, load_sft_pairs
 from mathfirst.data.reasoning import TraceStyle
+from mathfirst.data.schema import DOMAINS
 from mathfirst.data.world import generate_tasks, traces
 from mathfirst.eval.heldout import evaluate_heldout, print_eval
 from mathfirst.model import build_tiny_model, count_params, load_model, save_model
@@ -61,7 +62,8 @@ def stage_examples(cfg: RunConfig, stage: str) -> list[tuple[str, str]]:
     pairs = generated_pairs(cfg, tcfg.domains, tcfg.examples, style, cfg.seed + STAGES.index(stage))
     if tcfg.replay:  # fresh pretraining-style rows of all pretraining domains, against forgetting
         n_replay = round(len(pairs) * tcfg.replay / (1 - tcfg.replay))
-        pairs += generated_pairs(cfg, cfg.pretrain.domains, n_replay, pretrain_style, cfg.seed + 100)
+        domains = cfg.pretrain.domains if cfg.pretrain else list(DOMAINS)
+        pairs += generated_pairs(cfg, domains, n_replay, pretrain_style, cfg.seed + 100)
     for path in tcfg.files:
         pairs += load_sft_pairs(path)
     return pairs
@@ -70,8 +72,8 @@ def stage_examples(cfg: RunConfig, stage: str) -> list[tuple[str, str]]:
 def check_data_files(cfg: RunConfig) -> None:
     """Read every configured data file up front, so a bad one fails before the run folder is touched."""
     for stage in cfg.stages:
-        for path in getattr(getattr(cfg, stage), "files", []):
-            load_sft_pairs(path)
+        for path in getattr(cfg, stage).files:
+            load_rl_prompts(path) if stage in RL_STAGES else load_sft_pairs(path)
 
 
 def tiny_tokenizer(cfg: RunConfig, out: Path) -> PreTrainedTokenizerBase:

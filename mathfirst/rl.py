@@ -15,8 +15,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from mathfirst.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from mathfirst.config import RLConfig
 from mathfirst.dapo import agg_loss, group_advantages, informative_groups, kl_penalty, overlong_penalty, policy_loss
+from mathfirst.data.loaders import DataError, RLPrompt, load_rl_prompts
 from mathfirst.data.reasoning import SKILL_PREFIXES, detect_skills
-from mathfirst.data.schema import Task
 from mathfirst.data.world import generate_tasks
 from mathfirst.metrics import MetricsLog
 from mathfirst.rewards import compute_scores
@@ -30,18 +30,31 @@ POOL_PER_DOMAIN = 4000  # training tasks drawn per domain; the world has many mo
 class Group:
     """One prompt's G responses with their verified scores and shaped rewards."""
 
-    task: Task
+    task: RLPrompt
     rollouts: list[Rollout]
     scores: list[float]
     rewards: list[float]
     texts: list[str]
 
 
-def task_pools(cfg: RLConfig, levels: tuple[int, ...], seed: int) -> dict[str, list[Task]]:
-    return {d: generate_tasks(d, "train", POOL_PER_DOMAIN, seed, levels) for d in cfg.domains}
+def task_pools(cfg: RLConfig, levels: tuple[int, ...], seed: int) -> dict[str, list[RLPrompt]]:
+    """Prompts per domain: generated tiny-world tasks (`generated: true`) plus the rows of `files`."""
+    pools: dict[str, list[RLPrompt]] = {d: [] for d in cfg.domains}
+    if cfg.generated:
+        for d in cfg.domains:
+            tasks = generate_tasks(d, "train", POOL_PER_DOMAIN, seed, levels)
+            pools[d] = [RLPrompt(f"tiny/{d}", d, t.question, t.answer) for t in tasks]
+    for path in cfg.files:
+        for p in load_rl_prompts(path):
+            if p.domain in pools:
+                pools[p.domain].append(p)
+    empty = [d for d, pool in pools.items() if not pool]
+    if empty:
+        raise DataError(f"no RL prompts for domain(s) {', '.join(empty)}: enable `generated` or add `files`")
+    return pools
 
 
-def pick_tasks(pools: dict[str, list[Task]], cfg: RLConfig, n: int, rng: random.Random) -> list[Task]:
+def pick_tasks(pools: dict[str, list[RLPrompt]], cfg: RLConfig, n: int, rng: random.Random) -> list[RLPrompt]:
     """`n` tasks, each from a domain drawn by `domain_weights` (equal by default)."""
     domains = list(pools)
     weights = [cfg.domain_weights.get(d, 1.0) for d in domains]
@@ -49,7 +62,7 @@ def pick_tasks(pools: dict[str, list[Task]], cfg: RLConfig, n: int, rng: random.
 
 
 def rollout_groups(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: list[Task], cfg: RLConfig, seed: int
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: list[RLPrompt], cfg: RLConfig, seed: int
 ) -> list[Group]:
     """Sample and verify G responses for each task; rewards are DAPO's +1 / -1 plus the overlong penalty."""
     G = cfg.group_size
@@ -58,7 +71,7 @@ def rollout_groups(
         model, tokenizer, prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.rollout_batch_size, seed
     )
     texts = [tokenizer.decode(r.response_ids, skip_special_tokens=True) for r in rollouts]
-    items = [(f"tiny/{t.domain}", texts[i], t.answer, {"ability": t.domain}) for i, t in enumerate(_repeat(tasks, G))]
+    items = [(t.data_source, texts[i], t.ground_truth, {"ability": t.domain}) for i, t in enumerate(_repeat(tasks, G))]
     scores = [s["score"] for s in compute_scores(items)]
     lengths = torch.tensor([len(r.response_ids) for r in rollouts])
     penalty = overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_buffer, cfg.overlong_penalty).tolist()
@@ -70,14 +83,14 @@ def rollout_groups(
     ]  # fmt: skip
 
 
-def _repeat(tasks: list[Task], g: int) -> list[Task]:
+def _repeat(tasks: list[RLPrompt], g: int) -> list[RLPrompt]:
     return [t for t in tasks for _ in range(g)]
 
 
 def collect_batch(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    pools: dict[str, list[Task]],
+    pools: dict[str, list[RLPrompt]],
     cfg: RLConfig,
     step: int,
     seed: int,
@@ -176,6 +189,7 @@ def step_metrics(kept: list[Group], sampled: list[Group], rounds: int) -> dict[s
     lengths = [len(r.response_ids) for g in sampled for r in g.rollouts]
     truncated = [r.truncated for g in sampled for r in g.rollouts]
     skills = [detect_skills(t) for g in sampled for t in g.texts]
+    uniform = sum(len(set(g.scores)) == 1 for g in sampled)
     out = {
         "reward": sum(rewards) / len(rewards),
         "acc": sum(scores) / len(scores),
@@ -183,7 +197,7 @@ def step_metrics(kept: list[Group], sampled: list[Group], rounds: int) -> dict[s
         "truncated": sum(truncated) / len(truncated),
         "groups_sampled": len(sampled),
         "groups_kept": len(kept),
-        "dropped_share": 1 - len(kept) / len(sampled) if sampled else 0.0,
+        "dropped_share": uniform / len(sampled),  # groups whose accuracies were all equal
         "gen_rounds": rounds,
     }
     out |= {f"skill_{k}": sum(s[k] for s in skills) / len(skills) for k in SKILL_PREFIXES}

@@ -97,7 +97,8 @@ def sample_batch(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> list[Rollout]:
-    """The native sampler: one prefill of the left-padded prompts, then one cached forward per new token."""
+    """The native sampler: one prefill of the left-padded prompts, then one cached forward per new token.
+    Rows that reach EOS leave the batch (and the cache), so a few long answers do not drag the rest along."""
     n, width = len(prompts), max(len(p) for p in prompts)
     input_ids = torch.full((n, width), pad_id, dtype=torch.long)
     mask = torch.zeros((n, width), dtype=torch.long)
@@ -106,32 +107,30 @@ def sample_batch(
         mask[row, width - len(p) :] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
-    logits = model(
-        input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1
-    ).logits
-    logits, position = logits[:, -1], positions[:, -1]
-    tokens = torch.full((n, max_new_tokens), pad_id, dtype=torch.long)
-    logprobs = torch.zeros((n, max_new_tokens))
-    done = torch.zeros(n, dtype=torch.bool)
-    lengths = torch.full((n,), max_new_tokens)
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1)
+    logits, position = out.logits[:, -1], positions[:, -1]
+    tokens: list[list[int]] = [[] for _ in range(n)]
+    logprobs: list[list[float]] = [[] for _ in range(n)]
+    active = torch.arange(n)  # original row of each row still running
     for t in range(max_new_tokens):
         token, logp = pick_tokens(logits, temperature, top_p, generator)
-        tokens[:, t] = torch.where(done, pad_id, token)
-        logprobs[:, t] = torch.where(done, 0.0, logp)
-        finished = ~done & (token == eos_id)
-        lengths[finished] = t + 1
-        done |= finished
-        if bool(done.all()) or t + 1 == max_new_tokens:
+        for row, tok, lp in zip(active.tolist(), token.tolist(), logp.tolist()):
+            tokens[row].append(tok)
+            logprobs[row].append(lp)
+        running = token != eos_id
+        if t + 1 == max_new_tokens or not bool(running.any()):
             break
-        mask = torch.cat([mask, torch.ones((n, 1), dtype=torch.long)], dim=1)
+        if not bool(running.all()):
+            keep = running.nonzero()[:, 0]
+            active, token, mask, position = active[keep], token[keep], mask[keep], position[keep]
+            for layer in cache.layers:
+                layer.batch_select_indices(keep)
+        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
         position = position + 1
         logits = model(
-            input_ids=tokens[:, t : t + 1], attention_mask=mask, position_ids=position[:, None], cache=cache
+            input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None], cache=cache
         ).logits[:, -1]
-    return [
-        Rollout(prompts[i], tokens[i, : lengths[i]].tolist(), logprobs[i, : lengths[i]].tolist(), not bool(done[i]))
-        for i in range(n)
-    ]
+    return [Rollout(prompts[i], tokens[i], logprobs[i], tokens[i][-1] != eos_id) for i in range(n)]
 
 
 def sample(
@@ -146,6 +145,8 @@ def sample(
     desc: str | None = None,
 ) -> list[Rollout]:
     """Sample one response per prompt (repeat a prompt for a group); batches are formed by prompt length."""
+    if not prompts:
+        return []
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[Rollout | None] = [None] * len(prompts)
     generator = torch.Generator().manual_seed(seed)

@@ -10,8 +10,27 @@ CONFIGS = Path(__file__).parent.parent / "configs"
 @pytest.mark.parametrize("name", ["tiny.yaml", "smoke.yaml"])
 def test_presets_load(name):
     cfg = load_config(CONFIGS / name)
-    assert cfg.stages == ["pretrain", "sft"]
-    assert cfg.sft.domains == ["math"]
+    assert cfg.stages == ["pretrain", "sft", "rl_math", "rl_joint"]
+    assert cfg.sft.domains == ["math"] and cfg.rl_math.domains == ["math"]
+    assert len(cfg.rl_joint.domains) == 6
+    assert (cfg.rl_math.clip_low, cfg.rl_math.clip_high, cfg.rl_math.loss_agg) == (0.2, 0.28, "token-mean")
+
+
+def test_ablation_spends_the_same_rl_steps_on_joint_rl():
+    tiny, ablation = load_config(CONFIGS / "tiny.yaml"), load_config(CONFIGS / "tiny-no-math.yaml")
+    assert ablation.stages == ["pretrain", "sft", "rl_joint"] and ablation.rl_math is None
+    assert ablation.rl_joint.steps == tiny.rl_math.steps + tiny.rl_joint.steps
+    same = ablation.model_dump(exclude={"name", "stages", "rl_math", "rl_joint"})
+    assert same == tiny.model_dump(exclude={"name", "stages", "rl_math", "rl_joint"})
+    assert ablation.rl_joint.model_dump(exclude={"steps"}) == tiny.rl_joint.model_dump(exclude={"steps"})
+
+
+def test_a_listed_stage_needs_its_section(tmp_path):
+    path = tmp_path / "c.yaml"
+    text = (CONFIGS / "smoke.yaml").read_text()
+    path.write_text(text[: text.index("rl_math:")] + text[text.index("rl_joint:") :])
+    with pytest.raises(ConfigError, match="stage rl_math is listed in `stages` but has no `rl_math:` section"):
+        load_config(path)
 
 
 def write(tmp_path, text):

@@ -29,7 +29,7 @@ def test_smoke_curriculum_end_to_end(tmp_path):
     out = tmp_path / "run"
     proc = mathfirst("run", "--config", SMOKE, "--out", out, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for stage in ("pretrain", "sft"):
+    for stage in ("pretrain", "sft", "rl_math", "rl_joint"):
         d = out / stage
         assert {
             "config.json",
@@ -46,40 +46,61 @@ def test_smoke_curriculum_end_to_end(tmp_path):
         assert all(0 <= r["greedy"] <= 1 and r["n"] == 10 for r in results.values())
         assert not (d / "last").exists()
     assert read_metrics(out / "pretrain" / "metrics.jsonl")[-1]["step"] == 40
-    assert "held-out accuracy after sft" in proc.stdout
+    rl = read_metrics(out / "rl_joint" / "metrics.jsonl")
+    assert [r["step"] for r in rl] == [1, 2, 3]
+    assert {"reward", "acc", "entropy", "response_length", "dropped_share", "skill_backtracking"} <= set(rl[-1])
+    assert "held-out accuracy after rl_joint" in proc.stdout
 
 
-def test_kill_during_pretraining_then_resume(tmp_path):
-    out = tmp_path / "run"
-    cfg = tmp_path / "slow.yaml"
-    cfg.write_text(SMOKE.read_text().replace("steps: 40", "steps: 400"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mathfirst.cli", "run", "--config", cfg, "--out", out],
+def start_run(*args) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mathfirst.cli", "run", *map(str, args)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    state = out / "pretrain" / "last" / "trainer_state.pt"
-    deadline = time.time() + 120
+
+
+def kill_after_checkpoint(proc: subprocess.Popen, stage_dir: Path) -> None:
+    """kill -9 the run (and its children) once `stage_dir` holds a mid-stage checkpoint."""
+    state = stage_dir / "last" / "trainer_state.pt"
+    deadline = time.time() + 240
     while not state.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     time.sleep(1.0)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert latest_checkpoint(state.parent) is not None, "no checkpoint was written before the kill"
-    assert not (out / "pretrain" / "trained.json").exists()
+    assert latest_checkpoint(state.parent) is not None, f"no checkpoint in {stage_dir} before the kill"
+    assert not (stage_dir / "trained.json").exists()
+
+
+def test_kill_during_pretraining_and_rl_then_resume(tmp_path):
+    out = tmp_path / "run"
+    cfg = tmp_path / "slow.yaml"
+    text = SMOKE.read_text().replace("steps: 40", "steps: 400")
+    cfg.write_text(text.replace("rl_math:\n  steps: 3", "rl_math:\n  steps: 30"))
+
+    kill_after_checkpoint(start_run("--config", cfg, "--out", out), out / "pretrain")
     killed_at = max(r["step"] for r in read_metrics(out / "pretrain" / "metrics.jsonl"))
     assert 0 < killed_at < 400
 
-    done = mathfirst("run", "--out", out, "--resume", "--stages", "pretrain", timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    kill_after_checkpoint(start_run("--out", out, "--resume"), out / "rl_math")  # resumes, then dies in rl_math
     records = read_metrics(out / "pretrain" / "metrics.jsonl")
     resumed = [r for r in records if r.get("event") == "resumed"]
     assert len(resumed) == 1 and resumed[0]["step"] >= 10  # continued from a checkpoint, not from scratch
     steps = [r["step"] for r in records if "loss" in r]
     assert steps == sorted(steps) and steps[-1] == 400 and len(steps) == len(set(steps))
-    assert (out / "pretrain" / "eval.json").is_file()
+    rl_killed_at = max(r["step"] for r in read_metrics(out / "rl_math" / "metrics.jsonl"))
+    assert 0 < rl_killed_at < 30
+
+    done = mathfirst("run", "--out", out, "--resume", timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rl_math: resumed from step" in done.stderr + done.stdout
+    rl_steps = [r["step"] for r in read_metrics(out / "rl_math" / "metrics.jsonl")]
+    assert rl_steps == list(range(1, 31))  # no step lost or repeated
+    for stage in ("pretrain", "sft", "rl_math", "rl_joint"):
+        assert (out / stage / "eval.json").is_file()
 
 
 def test_bad_config_is_one_clear_line_and_leaves_the_run_untouched(tmp_path):

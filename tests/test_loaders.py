@@ -4,7 +4,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mathfirst.data.loaders import DataError, load_sft_pairs, read_rows
+from mathfirst.data.export import export_parquet
+from mathfirst.data.loaders import DataError, load_rl_prompts, load_sft_pairs, read_rows
+from mathfirst.rewards import compute_score
 
 
 def test_jsonl_and_parquet_rows_with_text_or_chat_prompts(tmp_path):
@@ -51,3 +53,28 @@ def test_missing_broken_and_unknown_files(tmp_path):
     (tmp_path / "c.csv").write_text("a,b\n")
     with pytest.raises(DataError, match="unsupported file type"):
         read_rows(tmp_path / "c.csv")
+
+
+def test_rl_prompts_read_back_our_own_verl_export(tmp_path):
+    paths = export_parquet(tmp_path, 3, 1, 0)
+    prompts = load_rl_prompts(paths["train"])
+    assert {p.domain for p in prompts} == {"math", "stem", "code", "simulation", "logic", "table"}
+    for p in prompts:
+        assert p.data_source == f"tiny/{p.domain}" and p.question and p.ground_truth
+    math = next(p for p in prompts if p.domain == "math")
+    assert compute_score(math.data_source, f"\\boxed{{{math.ground_truth}}}", math.ground_truth)["score"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"prompt": 3, "ability": "math", "reward_model": {"ground_truth": "1"}}, "column `prompt`"),
+        ({"prompt": "x", "ability": "math"}, "`reward_model` column"),
+        ({"prompt": "x", "ability": "poetry", "reward_model": {"ground_truth": "1"}}, "ability 'poetry'"),
+    ],
+)
+def test_bad_rl_rows_name_the_row(tmp_path, row, message):
+    path = tmp_path / "rl.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(DataError, match=message):
+        load_rl_prompts(path)

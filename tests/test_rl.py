@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mathfirst.config import ModelConfig, RLConfig
-from mathfirst.data.world import generate_tasks
+from mathfirst.data.loaders import RLPrompt
 from mathfirst.metrics import read_metrics
 from mathfirst.model import build_tiny_model
 from mathfirst.rl import Group, collect_batch, pack, pick_tasks, task_pools, token_logprobs, train_rl, update
@@ -44,7 +44,7 @@ def test_pick_tasks_follows_domain_weights():
 
 def test_pack_masks_responses_and_normalises_in_groups(model_and_tok):
     _, tok = model_and_tok
-    task = generate_tasks("math", "train", 1, 0)[0]
+    task = RLPrompt("tiny/math", "math", "Compute 12 + 34.", "46")
     groups = fixed_groups(tok, task, "Answer: 4", "no")
     groups[0].rollouts[1].truncated = True
     batch = pack(groups, tok.pad_token_id, mask_truncated=True)
@@ -57,7 +57,7 @@ def test_pack_masks_responses_and_normalises_in_groups(model_and_tok):
 
 def test_update_moves_probability_towards_rewarded_responses(model_and_tok):
     model, tok = model_and_tok
-    task = generate_tasks("math", "train", 1, 0)[0]
+    task = RLPrompt("tiny/math", "math", "Compute 12 + 34.", "46")
     groups = fixed_groups(tok, task, "Answer: \\boxed{46}", "Who is the tallest")
     batch = pack(groups, tok.pad_token_id, False)
 

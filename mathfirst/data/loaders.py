@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from mathfirst.data.schema import DOMAINS
 
 
 class DataError(Exception):
@@ -69,3 +72,33 @@ def load_sft_pairs(path: str | Path) -> list[tuple[str, str]]:
     if not pairs:
         raise DataError(f"{path}: no rows")
     return pairs
+
+
+@dataclass(frozen=True)
+class RLPrompt:
+    """One RL prompt: what the policy sees and what the reward function needs (verl's row, flattened)."""
+
+    data_source: str
+    domain: str
+    question: str
+    ground_truth: str
+
+
+def load_rl_prompts(path: str | Path) -> list[RLPrompt]:
+    """Prompts from rows in verl's RL schema: `prompt`, `ability` (or `data_source`), `reward_model.ground_truth`."""
+    prompts = []
+    for n, row in enumerate(read_rows(path), 1):
+        question = prompt_text(row.get("prompt"))
+        if question is None:
+            raise DataError(f"{path}: row {n} column `prompt` must be text or a list of chat messages")
+        reward_model = row.get("reward_model")
+        if not isinstance(reward_model, dict) or "ground_truth" not in reward_model:
+            raise DataError(f"{path}: row {n} needs a `reward_model` column with a `ground_truth` field")
+        source = str(row.get("data_source") or "")
+        domain = str(row.get("ability") or source.split("/")[-1])
+        if domain not in DOMAINS:
+            raise DataError(f"{path}: row {n} has ability {domain!r}; expected one of {', '.join(DOMAINS)}")
+        prompts.append(RLPrompt(source or f"file/{domain}", domain, question, str(reward_model["ground_truth"])))
+    if not prompts:
+        raise DataError(f"{path}: no rows")
+    return prompts

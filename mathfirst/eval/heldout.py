@@ -13,7 +13,8 @@ from mathfirst.config import RunConfig
 from mathfirst.data.reasoning import detect_skills
 from mathfirst.data.world import generate_tasks
 from mathfirst.rewards import compute_scores
-from mathfirst.rollout import generate
+from mathfirst.rollout import Rollout, sample
+from mathfirst.tokenizer import chat_prompt_ids
 
 
 def evaluate_heldout(
@@ -25,25 +26,16 @@ def evaluate_heldout(
     samples_out = []
     for domain in ecfg.domains:
         tasks = generate_tasks(domain, "heldout", cfg.world.heldout_per_domain, cfg.seed, tuple(cfg.world.levels))
-        questions = [t.question for t in tasks]
+        prompts = [chat_prompt_ids(tokenizer, t.question) for t in tasks]
         gen = dict(max_new_tokens=ecfg.max_new_tokens, batch_size=ecfg.batch_size, seed=cfg.seed)
-        greedy = generate(model, tokenizer, questions, 1, 0.0, desc=f"{stage}/{domain} greedy", **gen)
-        sampled = (
-            generate(
-                model,
-                tokenizer,
-                questions,
-                ecfg.samples,
-                ecfg.temperature,
-                desc=f"{stage}/{domain} k={ecfg.samples}",
-                **gen,
-            )
-            if ecfg.samples
-            else [[] for _ in tasks]
-        )
+        greedy = decode(tokenizer, sample(model, tokenizer, prompts, temperature=0.0, desc=f"{stage}/{domain}", **gen))
+        k = ecfg.samples
+        repeated = [p for p in prompts for _ in range(k)]
+        desc = f"{stage}/{domain} k={k}"
+        texts = decode(tokenizer, sample(model, tokenizer, repeated, temperature=ecfg.temperature, desc=desc, **gen))
         items, owners = [], []
-        for t, g, s in zip(tasks, greedy, sampled):
-            for j, text in enumerate(g + s):
+        for i, t in enumerate(tasks):
+            for j, text in enumerate([greedy[i], *texts[i * k : (i + 1) * k]]):
                 items.append((f"tiny/{domain}", text, t.answer, {"ability": domain}))
                 owners.append((t, "greedy" if j == 0 else "sample", text))
         scores = compute_scores(items)
@@ -73,6 +65,10 @@ def evaluate_heldout(
     with (stage_dir / "samples.jsonl").open("w") as f:
         f.writelines(json.dumps(r) + "\n" for r in samples_out)
     return results
+
+
+def decode(tokenizer: PreTrainedTokenizerBase, rollouts: list[Rollout]) -> list[str]:
+    return [tokenizer.decode(r.response_ids, skip_special_tokens=True) for r in rollouts]
 
 
 def print_eval(stage: str, results: dict) -> None:
