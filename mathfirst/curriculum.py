@@ -69,8 +69,11 @@ def stage_examples(cfg: RunConfig, stage: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def check_data_files(cfg: RunConfig) -> None:
-    """Read every configured data file up front, so a bad one fails before the run folder is touched."""
+def check_inputs(cfg: RunConfig) -> None:
+    """Check the starting model and read every data file up front, so bad input fails before the run folder
+    is touched."""
+    if cfg.model.init != "tiny" and not (Path(cfg.model.init) / "config.json").is_file():
+        raise ConfigError(f"model.init: {cfg.model.init} is not a local Hugging Face model folder (no config.json)")
     for stage in cfg.stages:
         for path in getattr(cfg, stage).files:
             load_rl_prompts(path) if stage in RL_STAGES else load_sft_pairs(path)
@@ -142,7 +145,7 @@ def run_curriculum(cfg: RunConfig | None, out: Path, resume: bool, stages: list[
         if s not in STAGES:
             raise ConfigError(f"unknown stage {s!r}; choose from: {', '.join(STAGES)}")
     if cfg is not None:
-        check_data_files(cfg)
+        check_inputs(cfg)
     cfg = prepare_run_dir(cfg, out, resume)
     for s in stages or []:
         if getattr(cfg, s) is None:

@@ -137,7 +137,7 @@ def token_logprobs(model: PreTrainedModel, ids: torch.Tensor, temperature: float
     logp_all = torch.log_softmax(logits, -1)
     logp = logp_all.gather(-1, ids[:, 1:, None])[..., 0]
     entropy = -(logp_all.exp() * logp_all).sum(-1)
-    pad = torch.zeros((ids.shape[0], 1))
+    pad = torch.zeros((ids.shape[0], 1), device=ids.device)
     return torch.cat([pad, logp], 1), torch.cat([pad, entropy], 1)
 
 
@@ -151,6 +151,7 @@ def update(
     rng: torch.Generator,
 ) -> dict[str, float]:
     """PPO epochs of clipped mini-batch updates over the kept groups; returns averaged statistics."""
+    batch = {k: v.to(model.device) for k, v in batch.items()}
     with torch.no_grad():
         old_logp, _ = token_logprobs(model, batch["ids"], cfg.temperature)
         ref_logp = token_logprobs(ref_model, batch["ids"], cfg.temperature)[0] if ref_model is not None else None

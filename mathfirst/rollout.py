@@ -44,8 +44,8 @@ def generate(
             else {"do_sample": False}
         )
         generated = model.generate(
-            input_ids=input_ids,
-            attention_mask=mask,
+            input_ids=input_ids.to(model.device),
+            attention_mask=mask.to(model.device),
             max_new_tokens=max_new_tokens,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
@@ -105,13 +105,15 @@ def sample_batch(
     for row, p in enumerate(prompts):
         input_ids[row, width - len(p) :] = torch.tensor(p)
         mask[row, width - len(p) :] = 1
+    device = model.device
+    input_ids, mask = input_ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
     out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1)
     logits, position = out.logits[:, -1], positions[:, -1]
     tokens: list[list[int]] = [[] for _ in range(n)]
     logprobs: list[list[float]] = [[] for _ in range(n)]
-    active = torch.arange(n)  # original row of each row still running
+    active = torch.arange(n, device=device)  # original row of each row still running
     for t in range(max_new_tokens):
         token, logp = pick_tokens(logits, temperature, top_p, generator)
         for row, tok, lp in zip(active.tolist(), token.tolist(), logp.tolist()):
@@ -125,7 +127,7 @@ def sample_batch(
             active, token, mask, position = active[keep], token[keep], mask[keep], position[keep]
             for layer in cache.layers:
                 layer.batch_select_indices(keep)
-        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
+        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long, device=device)], dim=1)
         position = position + 1
         logits = model(
             input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None], cache=cache
@@ -149,7 +151,7 @@ def sample(
         return []
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[Rollout | None] = [None] * len(prompts)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=model.device).manual_seed(seed)
     was_training = model.training
     model.eval()
     starts = range(0, len(order), batch_size)

@@ -93,7 +93,7 @@ def train(
         input_ids, labels = collate([examples[i] for i in batch], tokenizer.pad_token_id)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = model(input_ids=input_ids, labels=labels).loss
+        loss = model(input_ids=input_ids.to(model.device), labels=labels.to(model.device)).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

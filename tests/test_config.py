@@ -16,6 +16,15 @@ def test_presets_load(name):
     assert (cfg.rl_math.clip_low, cfg.rl_math.clip_high, cfg.rl_math.loss_agg) == (0.2, 0.28, "token-mean")
 
 
+@pytest.mark.parametrize("name", ["qwen3-4b.yaml", "llama3.1-8b.yaml"])
+def test_real_model_presets_load_with_the_dapo_settings(name):
+    cfg = load_config(CONFIGS / name)
+    assert cfg.stages == ["sft", "rl_math", "rl_joint"] and cfg.model.init.startswith("models/")
+    for rl in (cfg.rl_math, cfg.rl_joint):
+        assert (rl.clip_low, rl.clip_high, rl.loss_agg, rl.kl_coef) == (0.2, 0.28, "token-mean", 0.0)
+        assert rl.dynamic_sampling and rl.overlong_buffer > 0 and not rl.generated and rl.files
+
+
 def test_ablation_spends_the_same_rl_steps_on_joint_rl():
     tiny, ablation = load_config(CONFIGS / "tiny.yaml"), load_config(CONFIGS / "tiny-no-math.yaml")
     assert ablation.stages == ["pretrain", "sft", "rl_joint"] and ablation.rl_math is None

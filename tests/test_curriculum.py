@@ -65,7 +65,7 @@ def start_run(*args) -> subprocess.Popen:
 def kill_after_checkpoint(proc: subprocess.Popen, stage_dir: Path) -> None:
     """kill -9 the run (and its children) once `stage_dir` holds a mid-stage checkpoint."""
     state = stage_dir / "last" / "trainer_state.pt"
-    deadline = time.time() + 240
+    deadline = time.time() + 600
     while not state.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     time.sleep(1.0)
@@ -78,19 +78,19 @@ def kill_after_checkpoint(proc: subprocess.Popen, stage_dir: Path) -> None:
 def test_kill_during_pretraining_and_rl_then_resume(tmp_path):
     out = tmp_path / "run"
     cfg = tmp_path / "slow.yaml"
-    text = SMOKE.read_text().replace("steps: 40", "steps: 400")
+    text = SMOKE.read_text().replace("steps: 40", "steps: 100")
     cfg.write_text(text.replace("rl_math:\n  steps: 3", "rl_math:\n  steps: 30"))
 
     kill_after_checkpoint(start_run("--config", cfg, "--out", out), out / "pretrain")
     killed_at = max(r["step"] for r in read_metrics(out / "pretrain" / "metrics.jsonl"))
-    assert 0 < killed_at < 400
+    assert 0 < killed_at < 100
 
     kill_after_checkpoint(start_run("--out", out, "--resume"), out / "rl_math")  # resumes, then dies in rl_math
     records = read_metrics(out / "pretrain" / "metrics.jsonl")
     resumed = [r for r in records if r.get("event") == "resumed"]
     assert len(resumed) == 1 and resumed[0]["step"] >= 10  # continued from a checkpoint, not from scratch
     steps = [r["step"] for r in records if "loss" in r]
-    assert steps == sorted(steps) and steps[-1] == 400 and len(steps) == len(set(steps))
+    assert steps == sorted(steps) and steps[-1] == 100 and len(steps) == len(set(steps))
     rl_killed_at = max(r["step"] for r in read_metrics(out / "rl_math" / "metrics.jsonl"))
     assert 0 < rl_killed_at < 30
 
@@ -154,3 +154,10 @@ def test_unreadable_data_file_is_a_clear_error_and_creates_nothing(tmp_path):
     proc = mathfirst("run", "--config", cfg, "--out", tmp_path / "run")
     assert proc.returncode == 2 and "line 2 is not valid JSON" in proc.stderr and str(rows) in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_real_model_preset_without_the_model_is_a_clear_error(tmp_path):
+    proc = mathfirst("run", "--config", ROOT / "configs" / "qwen3-4b.yaml", "--out", tmp_path / "q")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "models/Qwen3-4B-Base is not a local Hugging Face model folder" in proc.stderr
+    assert not (tmp_path / "q").exists()
