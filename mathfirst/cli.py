@@ -28,15 +28,52 @@ def run(
     out: Path = typer.Option(Path("runs/tiny"), help="run folder"),
     resume: bool = typer.Option(False, help="continue a killed or partial run from its last checkpoint"),
     stages: str = typer.Option("", help="comma-separated subset of stages to run"),
+    reuse: Path = typer.Option(None, help="copy finished stages with identical settings from this run (ablations)"),
 ) -> None:
-    """Run the curriculum: pretrain -> sft, evaluating every stage on all held-out domains."""
+    """Run the curriculum: pretrain -> sft -> rl_math -> rl_joint, evaluating every stage on all held-out domains."""
     from mathfirst.curriculum import run_curriculum
 
     try:
         cfg = load_config(config) if config else (None if resume else load_config("configs/tiny.yaml"))
-        run_curriculum(cfg, out, resume, [s for s in stages.split(",") if s] or None)
+        run_curriculum(cfg, out, resume, [s for s in stages.split(",") if s] or None, reuse)
     except (ConfigError, DataError) as e:
         fail(str(e))
+
+
+@app.command()
+def analyze(
+    run_dir: Path = typer.Argument(..., help="a run folder"),
+    detector: str = typer.Option("moves", help="moves (the tiny world's explicit skill moves) or keywords"),
+) -> None:
+    """Skill frequencies per domain and stage (with 95% intervals) into RUN/skills.json."""
+    from mathfirst.analysis import DETECTORS, SKILLS, analyze_run
+
+    if detector not in DETECTORS:
+        fail(f"unknown detector {detector!r}; choose from: {', '.join(DETECTORS)}")
+    if not run_dir.is_dir():
+        fail(f"no run folder {run_dir}")
+    result = analyze_run(run_dir, detector)
+    console = Console()
+    for stage, domains in result["stages"].items():
+        for domain, rates in domains.items():
+            line = "  ".join(f"{s} {100 * rates[s]['rate']:5.1f}%" for s in SKILLS)
+            console.print(f"{stage:9} {domain:11} {line}  (n={rates['n']})", highlight=False)
+    print(f"wrote {run_dir / 'skills.json'}")
+
+
+@app.command()
+def report(runs: list[Path] = typer.Argument(..., help="run folders; the first gets the report")) -> None:
+    """Write report.md and a self-contained report.html (plots inlined) into the first run."""
+    from mathfirst.report import write_report
+
+    for r in runs:
+        if not r.is_dir():
+            fail(f"no run folder {r}")
+    try:
+        md, page = write_report(runs)
+    except FileNotFoundError as e:
+        fail(str(e))
+    print(f"wrote {md} and {page}")
 
 
 @data_app.command("preview")

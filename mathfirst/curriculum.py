@@ -11,6 +11,7 @@ import torch
 from rich.console import Console
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from mathfirst.analysis import analyze_run
 from mathfirst.checkpoint import write_json_atomic
 from mathfirst.config import RL_STAGES, STAGES, ConfigError, RunConfig, dump_config, load_config
 from mathfirst.data.loaders import load_rl_prompts, load_sft_pairs
@@ -19,6 +20,7 @@ from mathfirst.data.schema import DOMAINS
 from mathfirst.data.world import generate_tasks, traces
 from mathfirst.eval.heldout import evaluate_heldout, print_eval
 from mathfirst.model import build_tiny_model, count_params, load_model, save_model
+from mathfirst.report import write_report
 from mathfirst.rl import train_rl
 from mathfirst.sft import encode_chat, train
 from mathfirst.tokenizer import train_tokenizer
@@ -139,17 +141,44 @@ def run_stage(cfg: RunConfig, out: Path, stage: str) -> dict:
     return results
 
 
-def run_curriculum(cfg: RunConfig | None, out: Path, resume: bool, stages: list[str] | None = None) -> dict:
+def reuse_stages(cfg: RunConfig, out: Path, source: Path) -> list[str]:
+    """Copy the finished leading stages of the run in `source` whose settings equal this run's (same seed,
+    world, model, eval and stage sections), e.g. the shared pretrain and SFT of an ablation."""
+    src_cfg = load_config(source / "config.yaml")
+    shared = ("seed", "world", "model", "eval")
+    if any(getattr(cfg, k) != getattr(src_cfg, k) for k in shared):
+        raise ConfigError(f"--reuse {source}: its seed, world, model or eval settings differ from this run's")
+    copied = []
+    for stage in cfg.stages:
+        done = (source / stage / "trained.json").is_file() and (source / stage / "eval.json").is_file()
+        if not done or getattr(cfg, stage) != getattr(src_cfg, stage) or stage not in src_cfg.stages:
+            break
+        shutil.copytree(source / stage, out / stage)
+        copied.append(stage)
+    if copied and (source / "tokenizer").is_dir():
+        shutil.copytree(source / "tokenizer", out / "tokenizer")
+    return copied
+
+
+def run_curriculum(
+    cfg: RunConfig | None, out: Path, resume: bool, stages: list[str] | None = None, reuse: Path | None = None
+) -> dict:
     """Run (or resume) the configured stages into `out`; returns held-out results per stage."""
     for s in stages or []:
         if s not in STAGES:
             raise ConfigError(f"unknown stage {s!r}; choose from: {', '.join(STAGES)}")
     if cfg is not None:
         check_inputs(cfg)
+    if reuse is not None and (resume or cfg is None):
+        raise ConfigError("--reuse starts a new run; it cannot be combined with --resume")
+    if reuse is not None and not (reuse / "config.yaml").is_file():
+        raise ConfigError(f"--reuse {reuse}: not a run folder (no config.yaml)")
     cfg = prepare_run_dir(cfg, out, resume)
     for s in stages or []:
         if getattr(cfg, s) is None:
             raise ConfigError(f"stage {s} has no `{s}:` section in the run's config")
+    if reuse is not None:
+        console.print(f"reused from {reuse}: {', '.join(reuse_stages(cfg, out, reuse)) or 'nothing'}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     wanted = stages or cfg.stages
@@ -161,6 +190,9 @@ def run_curriculum(cfg: RunConfig | None, out: Path, resume: bool, stages: list[
             console.print("pretrain: skipped (it is for the tiny model; this run starts from a pretrained model)")
             continue
         results[stage] = run_stage(cfg, out, stage)
+    analyze_run(out)
+    md, page = write_report([out])
+    console.print(f"report: {page} (and {md.name})")
     return results
 
 

@@ -51,6 +51,17 @@ def test_smoke_curriculum_end_to_end(tmp_path):
     assert {"reward", "acc", "entropy", "response_length", "dropped_share", "skill_backtracking"} <= set(rl[-1])
     assert "held-out accuracy after rl_joint" in proc.stdout
 
+    # the ablation without math RL reuses the identical pretrain and SFT stages and trains only joint RL
+    no_math = tmp_path / "no-math.yaml"
+    text = SMOKE.read_text().replace("stages: [pretrain, sft, rl_math, rl_joint]", "stages: [pretrain, sft, rl_joint]")
+    no_math.write_text(text)
+    ablation = tmp_path / "ablation"
+    proc = mathfirst("run", "--config", no_math, "--out", ablation, "--reuse", out, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reused from" in proc.stdout and "pretrain, sft" in proc.stdout
+    assert (ablation / "sft" / "model.safetensors").read_bytes() == (out / "sft" / "model.safetensors").read_bytes()
+    assert not (ablation / "rl_math").exists() and (ablation / "rl_joint" / "eval.json").is_file()
+
 
 def start_run(*args) -> subprocess.Popen:
     return subprocess.Popen(

@@ -1,0 +1,82 @@
+"""Cognitive-skill analysis: which of the four skills (subgoal setting, enumeration, verification,
+backtracking) each response shows, and how often, per domain and stage, with 95% intervals."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+from mathfirst.config import STAGES
+from mathfirst.data.reasoning import detect_skills
+
+SKILLS = ("subgoal", "enumeration", "verification", "backtracking")
+
+# A cheap baseline for free-form text from real models, in the spirit of Gandhi et al. (2025).
+KEYWORDS = {
+    "subgoal": r"\b(subgoal|first,? (i|we|let'?s)|let'?s (break|start)|step \d|we need to (find|compute)|the goal is)",
+    "enumeration": r"\b(case \d|cases?:|consider (each|all|every)|for each (option|case)|option [a-e]\b|possibilit)",
+    "verification": r"\b(check:|let me (check|verify)|double[- ]check|verify|verifying|plug(ging)? (it|this|x) back)",
+    "backtracking": r"\b(wait,|wait\b|actually,|that('s| is| was) (wrong|incorrect|not right)|let me (redo|reconsider)"
+    r"|redo:|i made a mistake|alternatively)",
+}
+_KEYWORD_RE = {skill: re.compile(pattern, re.IGNORECASE) for skill, pattern in KEYWORDS.items()}
+
+
+def detect_moves(text: str) -> dict[str, bool]:
+    """The tiny world's explicit skill moves (`Subgoal:`, `Case N:`, `Check:`, `Wait, ... Redo:`)."""
+    return detect_skills(text)
+
+
+def detect_keywords(text: str) -> dict[str, bool]:
+    """The keyword baseline: phrases that usually signal each skill in free-form reasoning."""
+    return {skill: bool(rx.search(text)) for skill, rx in _KEYWORD_RE.items()}
+
+
+DETECTORS = {"moves": detect_moves, "keywords": detect_keywords}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion k / n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def skill_rates(texts: list[str], detector: str = "moves") -> dict[str, dict[str, float]]:
+    """Share of `texts` showing each skill, with its 95% interval and n."""
+    detect = DETECTORS[detector]
+    found = [detect(t) for t in texts]
+    out = {}
+    for skill in SKILLS:
+        k = sum(f[skill] for f in found)
+        lo, hi = wilson(k, len(found))
+        out[skill] = {"rate": round(k / len(found), 4) if found else 0.0, "lo": round(lo, 4), "hi": round(hi, 4)}
+    out["n"] = len(found)  # type: ignore[assignment]
+    return out
+
+
+def read_samples(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def analyze_run(run: Path, detector: str = "moves") -> dict:
+    """Skill frequencies per stage and domain over every evaluated response; written to run/skills.json."""
+    if detector not in DETECTORS:
+        raise ValueError(f"unknown detector {detector!r}; choose from: {', '.join(DETECTORS)}")
+    stages: dict[str, dict] = {}
+    for stage in STAGES:
+        path = run / stage / "samples.jsonl"
+        if not path.is_file():
+            continue
+        by_domain: dict[str, list[str]] = {}
+        for row in read_samples(path):
+            by_domain.setdefault(row["domain"], []).append(row["response"])
+        stages[stage] = {domain: skill_rates(texts, detector) for domain, texts in by_domain.items()}
+    result = {"detector": detector, "responses": "every evaluated response (greedy and sampled)", "stages": stages}
+    (run / "skills.json").write_text(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,272 @@
+"""The report card of one or more runs: report.md and a self-contained report.html (plots inlined as PNG)
+with accuracy per domain by stage, RL training curves, skill frequencies, the ablation table and examples."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from mathfirst.analysis import SKILLS, analyze_run, read_samples  # noqa: E402
+from mathfirst.config import RL_STAGES, STAGES  # noqa: E402
+from mathfirst.data.reasoning import SKILL_PREFIXES  # noqa: E402
+from mathfirst.metrics import read_metrics  # noqa: E402
+
+CURVES = ("reward", "acc", "response_length", "entropy", "dropped_share")
+
+
+@dataclass
+class Run:
+    path: Path
+    name: str
+    evals: dict[str, dict]  # stage -> domain -> {greedy, mean@k, chance, n}
+    metrics: dict[str, list[dict]]  # RL stage -> metrics rows
+    skills: dict[str, dict]  # stage -> domain -> skill -> {rate, lo, hi}
+
+
+def load_run(path: Path) -> Run:
+    evals = {
+        s: json.loads((path / s / "eval.json").read_text())["domains"]
+        for s in STAGES
+        if (path / s / "eval.json").is_file()
+    }
+    if not evals:
+        raise FileNotFoundError(f"{path}: no evaluated stage (no <stage>/eval.json)")
+    metrics = {s: read_metrics(path / s / "metrics.jsonl") for s in RL_STAGES if (path / s / "metrics.jsonl").is_file()}
+    skills_file = path / "skills.json"
+    skills = json.loads(skills_file.read_text()) if skills_file.is_file() else analyze_run(path)
+    return Run(path, path.name, evals, metrics, skills["stages"])
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+# ---- blocks: each section is built once and rendered both to Markdown and to HTML ----
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Figure:
+    name: str
+    png: bytes
+    caption: str
+
+
+def accuracy_table(run: Run) -> Table:
+    stages = list(run.evals)
+    domains = list(next(iter(run.evals.values())))
+    rows = [
+        [d, pct(run.evals[stages[0]][d]["chance"])] + [pct(run.evals[s][d]["greedy"]) for s in stages] for d in domains
+    ]
+    return Table(["domain", "chance"] + stages, rows)
+
+
+def mean_at_k_table(run: Run) -> Table:
+    stages = list(run.evals)
+    domains = list(next(iter(run.evals.values())))
+    key = next((k for k in run.evals[stages[0]][domains[0]] if k.startswith("mean@")), None)
+    rows = [[d] + [pct(run.evals[s][d].get(key)) for s in stages] for d in domains]
+    return Table([f"domain ({key})"] + stages, rows)
+
+
+def other_domains_mean(domains: dict[str, dict]) -> float:
+    others = [r["greedy"] for d, r in domains.items() if d != "math"]
+    return sum(others) / len(others)
+
+
+def ablation_table(runs: list[Run]) -> Table:
+    """Final-stage greedy accuracy of each run side by side (e.g. the curriculum and its no-math ablation)."""
+    finals = {r.name: r.evals[list(r.evals)[-1]] for r in runs}
+    domains = list(next(iter(finals.values())))
+    rows = [[d] + [pct(f[d]["greedy"]) if d in f else "–" for f in finals.values()] for d in domains]
+    rows.append(["mean of the non-math domains"] + [pct(other_domains_mean(f)) for f in finals.values()])
+    header = ["domain"] + [f"{r.name} ({' → '.join(r.evals)})" for r in runs]
+    return Table(header, rows)
+
+
+def skills_table(run: Run) -> Table:
+    rows = []
+    for stage, domains in run.skills.items():
+        for domain, rates in domains.items():
+            rows.append([stage, domain] + [pct(rates[s]["rate"]) for s in SKILLS] + [str(rates["n"])])
+    return Table(["stage", "domain"] + list(SKILLS) + ["n"], rows)
+
+
+def rl_summary_table(run: Run) -> Table:
+    rows = []
+    for stage, rows_ in run.metrics.items():
+        first, last = rows_[0], rows_[-1]
+        for key in CURVES:
+            if key in first and key in last:
+                rows.append([stage, key, f"{first[key]:.4g}", f"{last[key]:.4g}", str(last["step"])])
+    return Table(["stage", "metric", "first step", "last step", "steps"], rows)
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def accuracy_figure(run: Run) -> Figure:
+    stages = list(run.evals)
+    domains = list(next(iter(run.evals.values())))
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    width = 0.8 / len(stages)
+    for i, stage in enumerate(stages):
+        xs = [j + (i - (len(stages) - 1) / 2) * width for j in range(len(domains))]
+        ax.bar(xs, [100 * run.evals[stage][d]["greedy"] for d in domains], width, label=stage)
+    ax.scatter(range(len(domains)), [100 * run.evals[stages[0]][d]["chance"] for d in domains], marker="_", s=600,
+               color="black", label="chance", zorder=3)  # fmt: skip
+    ax.set_xticks(range(len(domains)), domains)
+    ax.set_ylabel("held-out accuracy, greedy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(ncol=len(stages) + 1, fontsize=8, loc="upper right")
+    ax.set_title(f"{run.name}: accuracy per domain after each stage")
+    return Figure(
+        "accuracy.png", _png(fig), "Held-out greedy accuracy per domain after each stage; black ticks mark chance level."
+    )
+
+
+def curves_figure(run: Run) -> Figure | None:
+    if not run.metrics:
+        return None
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(3.2 * len(CURVES), 2.8))
+    offset = 0
+    for stage, rows in run.metrics.items():
+        steps = [offset + r["step"] for r in rows]
+        for ax, key in zip(axes, CURVES):
+            ax.plot(steps, [r.get(key) for r in rows], label=stage)
+        offset = steps[-1] if steps else offset
+    for ax, key in zip(axes, CURVES):
+        ax.set_title(key.replace("_", " "), fontsize=10)
+        ax.set_xlabel("RL step")
+    axes[0].legend(fontsize=8)
+    return Figure("rl_curves.png", _png(fig), "RL training curves, stages one after another.")
+
+
+def skills_figure(run: Run) -> Figure:
+    stages = list(run.skills)
+    domains = list(next(iter(run.skills.values())))
+    fig, axes = plt.subplots(1, len(SKILLS), figsize=(3.4 * len(SKILLS), 0.5 + 0.45 * len(domains)), sharey=True)
+    for ax, skill in zip(axes, SKILLS):
+        grid = [[100 * run.skills[s][d][skill]["rate"] for s in stages] for d in domains]
+        ax.imshow(grid, vmin=0, vmax=100, cmap="viridis", aspect="auto")
+        for i, row in enumerate(grid):
+            for j, v in enumerate(row):
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", color="white" if v < 60 else "black", fontsize=8)
+        ax.set_xticks(range(len(stages)), stages, rotation=30, fontsize=8)
+        ax.set_yticks(range(len(domains)), domains)
+        ax.set_title(skill, fontsize=10)
+    return Figure("skills.png", _png(fig), "Share of responses (%) showing each skill, per domain and stage.")
+
+
+def example_blocks(run: Run) -> list[tuple[str, str, list[str]]]:
+    """One greedy response per domain from the last stage: (title, text, skills found), preferring a correct one."""
+    stage = list(run.evals)[-1]
+    rows = [r for r in read_samples(run.path / stage / "samples.jsonl") if r["kind"] == "greedy"]
+    out = []
+    for domain in dict.fromkeys(r["domain"] for r in rows):
+        mine = [r for r in rows if r["domain"] == domain]
+        best = max(mine, key=lambda r: (r["score"], sum(r["skills"].values())))
+        skills = [s for s, on in best["skills"].items() if on]
+        verdict = "correct" if best["score"] else "wrong"
+        title = f"{domain} ({stage}, {verdict}; gold {best['answer'][:40]})"
+        out.append((title, f"Q: {best['question']}\n{best['response']}", skills))
+    return out
+
+
+# ---- rendering ----
+
+
+def md_table(t: Table) -> str:
+    lines = ["| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in t.rows])
+
+
+def html_table(t: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in t.header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in t.rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def mark_moves(text: str) -> str:
+    """HTML of a response with its skill-move lines highlighted."""
+    out = []
+    for line in text.splitlines():
+        skill = next((s for s, p in SKILL_PREFIXES.items() if line.strip().startswith(p)), None)
+        esc = html.escape(line)
+        out.append(f'<mark class="{skill}" title="{skill}">{esc}</mark>' if skill else esc)
+    return "\n".join(out)
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.4}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 9px;text-align:right}
+td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%}
+pre{background:#f7f7f7;padding:.6em;border-radius:4px;white-space:pre-wrap}
+mark.subgoal{background:#cfe8ff}mark.enumeration{background:#e4d7ff}mark.verification{background:#d4f5d4}
+mark.backtracking{background:#ffe1c4}.skills{font-size:.9em;color:#555}"""
+
+
+def write_report(paths: list[Path]) -> tuple[Path, Path]:
+    """Write report.md, report.html and the PNG plots into the first run's folder."""
+    runs = [load_run(p) for p in paths]
+    main = runs[0]
+    figures = [f for f in (accuracy_figure(main), curves_figure(main), skills_figure(main)) if f is not None]
+    (main.path / "report").mkdir(exist_ok=True)
+    for f in figures:
+        (main.path / "report" / f.name).write_bytes(f.png)
+    sections: list[tuple[str, list]] = [
+        ("Held-out accuracy (greedy) per domain and stage", [accuracy_table(main), figures[0]]),
+        ("Held-out accuracy, mean over sampled responses", [mean_at_k_table(main)]),
+    ]
+    if main.metrics:
+        sections.append(("RL training", [rl_summary_table(main), figures[1]]))
+    sections.append(("Cognitive skills per domain and stage", [skills_table(main), figures[-1]]))
+    if len(runs) > 1:
+        sections.append(("Ablation: final stage of each run", [ablation_table(runs)]))
+    examples = example_blocks(main)
+
+    md = [f"# Report: {main.name}", ""]
+    body = [f"<h1>Report: {html.escape(main.name)}</h1>"]
+    for title, blocks in sections:
+        md += [f"## {title}", ""]
+        body.append(f"<h2>{html.escape(title)}</h2>")
+        for b in blocks:
+            if isinstance(b, Table):
+                md += [md_table(b), ""]
+                body.append(html_table(b))
+            else:
+                md += [f"![{b.caption}](report/{b.name})", "", f"*{b.caption}*", ""]
+                data = base64.b64encode(b.png).decode()
+                body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(b.caption)}">'
+                            f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")  # fmt: skip
+    md += ["## One response per domain", ""]
+    body.append("<h2>One response per domain</h2>")
+    for title, text, skills in examples:
+        found = ", ".join(skills) or "none"
+        md += [f"**{title}** — skills: {found}", "", "```", text, "```", ""]
+        body.append(f"<h3>{html.escape(title)}</h3><div class='skills'>skills: {html.escape(found)}</div>"
+                    f"<pre>{mark_moves(text)}</pre>")  # fmt: skip
+    md_path, html_path = main.path / "report.md", main.path / "report.html"
+    md_path.write_text("\n".join(md))
+    html_path.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>mathfirst report: {html.escape(main.name)}</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>"
+    )
+    return md_path, html_path
