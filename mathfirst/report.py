@@ -139,7 +139,9 @@ def accuracy_figure(run: Run) -> Figure:
     ax.legend(ncol=len(stages) + 1, fontsize=8, loc="upper right")
     ax.set_title(f"{run.name}: accuracy per domain after each stage")
     return Figure(
-        "accuracy.png", _png(fig), "Held-out greedy accuracy per domain after each stage; black ticks mark chance level."
+        "accuracy.png",
+        _png(fig),
+        "Held-out greedy accuracy per domain after each stage; black ticks mark chance level.",
     )
 
 

@@ -1,6 +1,9 @@
-"""Execution-based code checks: run the response's program against HumanEval-style tests.
+"""Execution-based code verification in the sandbox.
 
-A plain subprocess with a timeout; the isolated sandbox replaces it in the verifiers issue.
+`ground_truth` is JSON in one of two forms:
+- HumanEval style `{"entry_point": ..., "test": ...}`: the test defines `check(candidate)`;
+- stdin/stdout style `{"inputs": [...], "outputs": [...]}` (Guru, LiveCodeBench): one run per case.
+The program is the last fenced python block of the response (the whole response when there is none).
 """
 
 from __future__ import annotations
@@ -9,11 +12,28 @@ import json
 import os
 import re
 import secrets
-import subprocess
-import sys
-import tempfile
 
-FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
+from mathfirst.sandbox import Limits, run_python
+
+FENCE = re.compile(r"```(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL)
+
+# The program and the tests run inside this harness. The nonce that proves the tests ran to their end
+# arrives through a pipe (never in a file or the environment) and is written last, straight to fd 1,
+# before an os._exit that skips any atexit hook the program registered.
+HARNESS = """\
+def _mathfirst_harness(program, test, entry_point):
+    import os, sys
+    fd = int(sys.argv.pop())
+    nonce = os.read(fd, 64)
+    os.close(fd)
+    scope = {"__name__": "__main__", "__builtins__": __builtins__}
+    exec(compile(program, "solution.py", "exec"), scope)
+    exec(compile(test, "test.py", "exec"), scope)
+    scope["check"](scope[entry_point])
+    sys.stdout.flush()
+    os.write(1, b"\\n" + nonce + b"\\n")
+    os._exit(0)
+"""
 
 
 def last_code_block(text: str) -> str:
@@ -22,32 +42,54 @@ def last_code_block(text: str) -> str:
     return blocks[-1] if blocks else text
 
 
-def run_tests(program: str, ground_truth: str, timeout: float = 5.0) -> dict:
-    """Pass only if the program and `check(entry_point)` run to their end: a nonce printed last proves it."""
-    spec = json.loads(ground_truth)
-    nonce = secrets.token_hex(8)
-    script = f"{program}\n\n{spec['test']}\n\ncheck({spec['entry_point']})\nprint({nonce!r})\n"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "program.py")
-        with open(path, "w", encoding="utf-8", errors="replace") as f:
-            f.write(script)
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-I", path],
-                cwd=tmp,
-                capture_output=True,
-                text=True,
-                errors="replace",
-                timeout=timeout,
-                env={"PATH": os.environ.get("PATH", "")},
-            )
-        except subprocess.TimeoutExpired:
-            return {"score": 0.0, "acc": False, "reason": "timeout"}
-    lines = proc.stdout.strip().splitlines()
-    ok = proc.returncode == 0 and bool(lines) and lines[-1] == nonce
-    reason = "" if ok else (proc.stderr.strip().splitlines() or ["tests did not finish"])[-1][:200]
-    return {"score": float(ok), "acc": ok, "reason": reason}
+def run_check(program: str, entry_point: str, test: str, limits: Limits | None = None) -> dict:
+    """HumanEval style: pass only when `check(entry_point)` returns and the harness reaches its end."""
+    nonce = secrets.token_hex(16).encode()
+    read, write = os.pipe()
+    try:
+        os.write(write, nonce)
+        os.close(write)
+        script = f"{HARNESS}\n\n_mathfirst_harness({program!r}, {test!r}, {entry_point!r})\n"
+        result = run_python(script, limits=limits, pass_fds=(read,))
+    finally:
+        os.close(read)
+    lines = result.stdout.rstrip("\n").splitlines()
+    ok = result.returncode == 0 and bool(lines) and lines[-1] == nonce.decode()
+    return _verdict(ok, result)
+
+
+def run_io(program: str, inputs: list[str], outputs: list[str], limits: Limits | None = None) -> dict:
+    """stdin/stdout style: every case's output must match (trailing spaces and blank lines ignored)."""
+    seconds = 0.0
+    for i, (stdin, expected) in enumerate(zip(inputs, outputs)):
+        result = run_python(program, stdin=str(stdin), limits=limits)
+        seconds += result.seconds
+        if result.timed_out or result.returncode != 0 or _lines(result.stdout) != _lines(str(expected)):
+            verdict = _verdict(False, result)
+            verdict["reason"] = f"case {i}: {verdict['reason'] or 'wrong output'}"
+            return verdict
+    return {"score": 1.0, "acc": True, "reason": "", "cases": len(inputs), "run_s": round(seconds, 4)}
+
+
+def _lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.strip().splitlines()]
+
+
+def _verdict(ok: bool, result) -> dict:
+    if ok:
+        reason = ""
+    elif result.timed_out:
+        reason = "timeout"
+    else:
+        reason = (result.stderr.strip().splitlines() or ["tests did not run to their end"])[-1][:200]
+    return {"score": float(ok), "acc": ok, "reason": reason, "run_s": result.seconds, "isolated": result.isolated}
 
 
 def score_code(solution: str, ground_truth: str) -> dict:
-    return run_tests(last_code_block(solution), ground_truth)
+    spec = json.loads(ground_truth)
+    program = last_code_block(solution)
+    if "entry_point" in spec and "test" in spec:
+        return run_check(program, spec["entry_point"], spec["test"])
+    if "inputs" in spec and "outputs" in spec:
+        return run_io(program, spec["inputs"], spec["outputs"])
+    raise ValueError("code ground_truth needs {entry_point, test} or {inputs, outputs}")
