@@ -1,4 +1,7 @@
 import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from mathfirst.rewards import compute_score, compute_scores
 from mathfirst.rewards.code import last_code_block
@@ -45,3 +48,55 @@ def test_odd_bytes_and_garbage_score_zero_without_crashing():
     assert compute_score("tiny/code", "def f(x):\n    return 2 * x\x00", TESTS)["score"] == 0.0
     assert compute_score("tiny/code", "```python\nprint('\udcff')\n```", TESTS)["score"] == 0.0
     assert compute_score("tiny/code", "def f(x): return 2 * x", "not json")["reason"].startswith("verifier error")
+
+
+MATH500 = Path(__file__).parent.parent / "mathfirst" / "benchmarks" / "math500" / "test.jsonl"
+
+
+def reformatted(answer: str) -> str | None:
+    """An equivalent spelling of a MATH500 answer: \\frac for \\dfrac, decimals for simple fractions, 5.0 for 5."""
+    b = answer.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    m = re.fullmatch(r"\\frac\{(\d+)\}\{(\d+)\}", b)
+    if m and int(m.group(2)) in (2, 4, 5, 8, 10, 20, 25):
+        return str(int(m.group(1)) / int(m.group(2)))
+    if re.fullmatch(r"-?\d+", b):
+        return b + ".0"
+    return b if b != answer else None
+
+
+def test_math500_answers_verify_against_themselves_and_reformatted_copies():
+    rows = [json.loads(line) for line in MATH500.read_text().splitlines()]
+    assert len(rows) == 500
+    items = [("math500", f"So \\boxed{{{r['answer']}}}.", r["answer"], None) for r in rows]
+    assert [r["answer"] for r, s in zip(rows, compute_scores(items)) if s["score"] != 1.0] == []
+    pairs = [(r["answer"], reformatted(r["answer"])) for r in rows]
+    pairs = [(a, b) for a, b in pairs if b]
+    assert len(pairs) > 300
+    scores = compute_scores([("math500", f"\\boxed{{{b}}}", a, None) for a, b in pairs])
+    assert [(a, b) for (a, b), s in zip(pairs, scores) if s["score"] != 1.0] == []
+    assert compute_score("math500", "\\boxed{0.5}", "\\frac12")["score"] == 1.0
+    assert compute_score("math500", "\\boxed{\\dfrac{3}{4}}", "\\frac{3}{4}")["verifier"] == "math"
+
+
+def test_math_counts_only_one_final_answer():
+    assert compute_score("math500", "\\boxed{1, 2, 3}", "2")["score"] == 0.0  # many candidates earn nothing
+    assert compute_score("math500", "it could be 2 or 3", "2")["score"] == 0.0
+    assert compute_score("math500", "work...\nAnswer: 2", "2")["score"] == 1.0
+    assert compute_score("gsm8k", "\\boxed{3} no wait \\boxed{4}", "4")["score"] == 1.0
+
+
+def test_math_verify_from_a_worker_thread_uses_a_process():
+    with ThreadPoolExecutor(2) as pool:
+        got = list(
+            pool.map(lambda a: compute_score("math500", f"\\boxed{{{a}}}", "\\frac{1}{2}")["score"], ["0.5", "2"])
+        )
+    assert got == [1.0, 0.0]
+
+
+def test_multiple_choice_takes_the_final_letter():
+    assert compute_score("mmlu_stem", "so \\boxed{B}", "B")["score"] == 1.0
+    assert compute_score("mmlu_stem", "Answer: (c)", "C")["score"] == 1.0
+    assert compute_score("mmlu_stem", "\\boxed{A}", "B")["score"] == 0.0
+    assert compute_score("mmlu_stem", "\\boxed{B) 3 kg}", "B")["score"] == 1.0
+    hedge = compute_score("gpqa", "\\boxed{A or B}", "A")
+    assert hedge["verifier"] == "choice" and hedge["score"] == 0.0

@@ -1,35 +1,72 @@
-"""Reward functions behind one verl-compatible entry point."""
+"""Reward functions behind one verl-compatible entry point, routed by ability or data source."""
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mathfirst.rewards.code import score_code
+from mathfirst.rewards.math_answer import final_answer, score_many, score_math
 from mathfirst.rewards.rules import score_boxed
+
+MATH_SOURCES = ("math", "math500", "gsm8k", "aime", "aime24", "aime25", "amc", "olympiad", "minerva")
+CHOICE_SOURCES = ("mmlu", "mmlu_stem", "gpqa", "gpqa_diamond", "supergpqa", "choice")
+LETTER = re.compile(r"^\(?([A-Ja-j])(?:\)?\.?$|[):]\s)")  # "B", "(B)", "B.", "B) 3 kg", not "A or B"
 
 
 def route(data_source: str, extra_info: dict[str, Any] | None) -> str:
-    """The verifier for a row: by extra_info['ability'] or by the data source's domain."""
-    ability = (extra_info or {}).get("ability") or data_source.split("/")[-1]
-    return "code" if ability == "code" else "rule"
+    """The verifier for a row: code, math (math-verify), choice (a letter) or rule (exact / numeric)."""
+    info = extra_info or {}
+    ability = str(info.get("ability") or data_source.split("/")[-1]).lower()
+    source = data_source.lower()
+    if ability == "code" or source in ("humaneval", "mbpp", "livecodebench"):
+        return "code"
+    if source.startswith("tiny/"):
+        return "rule"  # the tiny world's answers are structured: integers, letters, names
+    if info.get("style") == "choice" or source.split("/")[-1] in CHOICE_SOURCES:
+        return "choice"
+    if ability == "math" or source.split("/")[-1] in MATH_SOURCES:
+        return "math"
+    return "rule"
+
+
+def score_choice(solution: str, ground_truth: str) -> dict:
+    answer = final_answer(solution)
+    match = LETTER.match(answer.strip()) if answer else None
+    predicted = match.group(1).upper() if match else None
+    ok = predicted is not None and predicted == ground_truth.strip().strip("()").upper()
+    return {"score": float(ok), "acc": ok, "pred": predicted, "reason": "" if ok else "wrong or no letter"}
+
+
+VERIFIERS = {"code": score_code, "math": score_math, "choice": score_choice, "rule": score_boxed}
 
 
 def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None) -> dict:
-    """verl's custom reward signature; `score` is 1.0 when the final answer is correct."""
+    """verl's custom reward signature; `score` is 1.0 when the final answer is correct, else 0.0."""
     t0 = time.perf_counter()
+    verifier = route(data_source, extra_info)
     try:
-        if route(data_source, extra_info) == "code":
-            result = score_code(solution_str, ground_truth)
-        else:
-            result = score_boxed(solution_str, ground_truth)
+        result = VERIFIERS[verifier](solution_str, str(ground_truth))
     except Exception as e:  # a verifier must never take the trainer down: a broken item scores 0
         result = {"score": 0.0, "acc": False, "reason": f"verifier error: {type(e).__name__}: {e}"}
-    return {**result, "seconds": round(time.perf_counter() - t0, 4)}
+    return {**result, "verifier": verifier, "seconds": round(time.perf_counter() - t0, 4)}
 
 
 def compute_scores(items: list[tuple[str, str, str, dict | None]], workers: int = 4) -> list[dict]:
-    """Score many (data_source, solution, ground_truth, extra_info) items; code runs in parallel subprocesses."""
+    """Score many (data_source, solution, ground_truth, extra_info) items: math in a process pool,
+    code sandboxes and rules from a thread pool."""
+    out: list[dict | None] = [None] * len(items)
+    math_idx = [i for i, it in enumerate(items) if route(it[0], it[3]) == "math"]
+    if math_idx:
+        t0 = time.perf_counter()
+        results = score_many([(items[i][1], str(items[i][2])) for i in math_idx])
+        per_item = round((time.perf_counter() - t0) / len(math_idx), 4)
+        for i, r in zip(math_idx, results):
+            out[i] = {**r, "verifier": "math", "seconds": per_item}
+    rest = [i for i in range(len(items)) if out[i] is None]
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda item: compute_score(*item), items))
+        for i, r in zip(rest, pool.map(lambda i: compute_score(*items[i]), rest)):
+            out[i] = r
+    return out  # type: ignore[return-value]
