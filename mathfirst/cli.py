@@ -76,6 +76,21 @@ def report(runs: list[Path] = typer.Argument(..., help="run folders; the first g
     print(f"wrote {md} and {page}")
 
 
+@app.command()
+def serve(
+    checkpoint: Path = typer.Argument(..., help="a Hugging Face model folder, e.g. runs/tiny/rl_joint"),
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    name: str = typer.Option(None, help="model id to serve under (default: the folder's name)"),
+) -> None:
+    """Serve a checkpoint over an OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions)."""
+    from mathfirst.serve import serve as run_server
+
+    if not (checkpoint / "config.json").is_file():
+        fail(f"{checkpoint} is not a Hugging Face model folder (no config.json)")
+    run_server(checkpoint, host, port, name)
+
+
 @data_app.command("preview")
 def data_preview(
     domain: str = typer.Option("math", help="math, stem, code, simulation, logic or table"),

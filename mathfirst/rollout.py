@@ -3,6 +3,7 @@ sampler that RL uses, which also returns each token's log-prob under the samplin
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -171,3 +172,28 @@ def sample(
             out[i] = r
     model.train(was_training)
     return out  # type: ignore[return-value]
+
+
+@torch.inference_mode()
+def stream(
+    model: PreTrainedModel,
+    prompt: list[int],
+    eos_id: int,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    stop_ids: set[int] = frozenset(),
+) -> Iterator[int]:
+    """Yield one response's tokens as they are sampled (for serving); stops at EOS or a stop token."""
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    cache = DynamicCache()
+    ids = torch.tensor([prompt], device=model.device)
+    logits = model(input_ids=ids, cache=cache, logits_to_keep=1).logits[:, -1]
+    for _ in range(max_new_tokens):
+        token, _ = pick_tokens(logits, temperature, top_p, generator)
+        t = int(token[0])
+        if t == eos_id or t in stop_ids:
+            return
+        yield t
+        logits = model(input_ids=token[:, None], cache=cache).logits[:, -1]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any
 
 from mathfirst.rewards.code import score_code
+from mathfirst.rewards.judge import Judge, JudgeUnavailable, score_judged
 from mathfirst.rewards.math_answer import final_answer, score_many, score_math
 from mathfirst.rewards.rules import score_boxed
 
@@ -17,10 +19,13 @@ LETTER = re.compile(r"^\(?([A-Ja-j])(?:\)?\.?$|[):]\s)")  # "B", "(B)", "B.", "B
 
 
 def route(data_source: str, extra_info: dict[str, Any] | None) -> str:
-    """The verifier for a row: code, math (math-verify), choice (a letter) or rule (exact / numeric)."""
+    """The verifier for a row: code, math (math-verify), choice (a letter), judge (a model decides
+    equivalence of free-form answers) or rule (exact / numeric)."""
     info = extra_info or {}
     ability = str(info.get("ability") or data_source.split("/")[-1]).lower()
     source = data_source.lower()
+    if info.get("verifier") == "judge" or info.get("style") == "model":
+        return "judge"
     if ability == "code" or source in ("humaneval", "mbpp", "livecodebench"):
         return "code"
     if source.startswith("tiny/"):
@@ -43,12 +48,23 @@ def score_choice(solution: str, ground_truth: str) -> dict:
 VERIFIERS = {"code": score_code, "math": score_math, "choice": score_choice, "rule": score_boxed}
 
 
+@cache
+def env_judge() -> Judge:
+    return Judge.from_env()
+
+
 def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None) -> dict:
     """verl's custom reward signature; `score` is 1.0 when the final answer is correct, else 0.0."""
     t0 = time.perf_counter()
     verifier = route(data_source, extra_info)
     try:
-        result = VERIFIERS[verifier](solution_str, str(ground_truth))
+        if verifier == "judge":
+            question = (extra_info or {}).get("question", "")
+            result = score_judged(env_judge(), question, solution_str, str(ground_truth))
+        else:
+            result = VERIFIERS[verifier](solution_str, str(ground_truth))
+    except JudgeUnavailable:
+        raise  # a judge that cannot be reached must stop the run, not quietly score everything 0
     except Exception as e:  # a verifier must never take the trainer down: a broken item scores 0
         result = {"score": 0.0, "acc": False, "reason": f"verifier error: {type(e).__name__}: {e}"}
     return {**result, "verifier": verifier, "seconds": round(time.perf_counter() - t0, 4)}

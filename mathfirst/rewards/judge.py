@@ -1,0 +1,124 @@
+"""Model-based equivalence for free-form answers: a judge model decides whether a response's final answer
+means the same as the reference. Backends: any OpenAI-compatible endpoint (vLLM, `mathfirst serve`) or a
+local HF causal LM. Prompt in a template file; batched, cached, with timeouts and retries."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+TEMPLATE = Path(__file__).parent.parent / "prompts" / "judge_equivalence.txt"
+VERDICT = re.compile(r"\b(YES|NO)\b", re.IGNORECASE)
+
+
+class JudgeUnavailable(RuntimeError):
+    """The judge endpoint cannot be reached or keeps failing."""
+
+
+def parse_verdict(reply: str) -> bool | None:
+    """YES/NO from the judge's reply (its first such word); None when it gave neither."""
+    m = VERDICT.search(reply)
+    return None if m is None else m.group(1).upper() == "YES"
+
+
+class Judge:
+    """Ask a judge model whether answers are equivalent; results are cached by (question, reference, answer)."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        template: Path = TEMPLATE,
+        timeout_s: float = 30.0,
+        retries: int = 2,
+        workers: int = 8,
+        local_model: str | Path | None = None,
+    ):
+        if (base_url is None) == (local_model is None):
+            raise ValueError("a judge needs exactly one backend: base_url (OpenAI-compatible) or local_model")
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.model = model
+        self.api_key = os.environ.get(api_key_env, "")
+        self.template = template.read_text()
+        self.timeout_s, self.retries, self.workers = timeout_s, retries, workers
+        self.cache: dict[str, bool | None] = {}
+        self.requests = 0
+        self._local = None
+        if local_model is not None:
+            from mathfirst.model import load_model
+
+            self._local = load_model(local_model)
+
+    @classmethod
+    def from_env(cls) -> Judge:
+        """The judge that verl-launched reward calls use: MATHFIRST_JUDGE_URL and MATHFIRST_JUDGE_MODEL."""
+        url = os.environ.get("MATHFIRST_JUDGE_URL")
+        if not url:
+            raise JudgeUnavailable("no judge configured: set MATHFIRST_JUDGE_URL (and MATHFIRST_JUDGE_MODEL)")
+        return cls(url, os.environ.get("MATHFIRST_JUDGE_MODEL"))
+
+    def prompt(self, question: str, reference: str, candidate: str) -> str:
+        return self.template.format(question=question, reference=reference, candidate=candidate)
+
+    def equivalent_many(self, items: list[tuple[str, str, str]]) -> list[bool | None]:
+        """(question, reference, candidate) -> True / False, or None when the judge gave no verdict."""
+        keys = [hashlib.sha256(json.dumps(it).encode()).hexdigest() for it in items]
+        todo = {k: it for k, it in zip(keys, items) if k not in self.cache}
+        if todo:
+            prompts = [self.prompt(*it) for it in todo.values()]
+            with ThreadPoolExecutor(self.workers) as pool:
+                replies = list(pool.map(self.ask, prompts)) if self._local is None else self._ask_local(prompts)
+            self.cache.update({k: parse_verdict(r) for k, r in zip(todo, replies)})
+        return [self.cache[k] for k in keys]
+
+    def ask(self, prompt: str) -> str:
+        """One chat completion at temperature 0, retried with backoff; JudgeUnavailable when it keeps failing."""
+        body = json.dumps(
+            {"model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": 8}
+        ).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        last = ""
+        for attempt in range(self.retries + 1):
+            request = urllib.request.Request(f"{self.base_url}/chat/completions", body, headers, method="POST")
+            try:
+                self.requests += 1
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    return json.loads(response.read())["choices"][0]["message"]["content"]
+            except urllib.error.HTTPError as e:
+                last = f"HTTP {e.code}: {e.read()[:200].decode(errors='replace')}"
+                if e.code < 500 and e.code != 429:
+                    break  # a bad request does not get better by retrying
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+                last = str(getattr(e, "reason", e))
+            time.sleep(0.5 * 2**attempt)
+        raise JudgeUnavailable(f"judge at {self.base_url} failed after {self.retries + 1} tries: {last}")
+
+    def _ask_local(self, prompts: list[str]) -> list[str]:
+        from mathfirst.rollout import sample
+        from mathfirst.tokenizer import chat_prompt_ids
+
+        model, tokenizer = self._local
+        ids = [chat_prompt_ids(tokenizer, p) for p in prompts]
+        rollouts = sample(model, tokenizer, ids, max_new_tokens=8, temperature=0.0)
+        return [tokenizer.decode(r.response_ids, skip_special_tokens=True) for r in rollouts]
+
+
+def score_judged(judge: Judge, question: str, solution: str, reference: str) -> dict:
+    from mathfirst.rewards.math_answer import final_answer
+
+    candidate = final_answer(solution)
+    if candidate is None:
+        return {"score": 0.0, "acc": False, "pred": None, "reason": "no final answer"}
+    verdict = judge.equivalent_many([(question, reference, candidate)])[0]
+    reason = "" if verdict else ("judge gave no verdict" if verdict is None else "judge: not equivalent")
+    return {"score": float(bool(verdict)), "acc": bool(verdict), "pred": candidate, "reason": reason}
