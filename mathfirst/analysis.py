@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from mathfirst.config import STAGES
@@ -35,6 +36,25 @@ def detect_keywords(text: str) -> dict[str, bool]:
 
 
 DETECTORS = {"moves": detect_moves, "keywords": detect_keywords}
+JUDGE_TEMPLATE = Path(__file__).parent / "prompts" / "skills_judge.txt"
+
+
+def parse_skill_reply(reply: str) -> dict[str, bool]:
+    """The judge's four `name: yes|no` lines; a skill it does not mention counts as absent."""
+    found = dict(re.findall(r"(subgoal|enumeration|verification|backtracking)\s*:\s*(yes|no)", reply.lower()))
+    return {skill: found.get(skill) == "yes" for skill in SKILLS}
+
+
+def judge_detector(judge) -> Callable[[list[str]], list[dict[str, bool]]]:
+    """For real models: an LLM judge (any backend of `mathfirst.rewards.judge.Judge`) labels each response."""
+    template = JUDGE_TEMPLATE.read_text()
+
+    def detect_many(texts: list[str]) -> list[dict[str, bool]]:
+        prompts = [template.format(response=t[-6000:]) for t in texts]
+        replies = judge._ask_local(prompts) if judge._local is not None else [judge.ask(p) for p in prompts]
+        return [parse_skill_reply(r) for r in replies]
+
+    return detect_many
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -47,10 +67,10 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def skill_rates(texts: list[str], detector: str = "moves") -> dict[str, dict[str, float]]:
-    """Share of `texts` showing each skill, with its 95% interval and n."""
-    detect = DETECTORS[detector]
-    found = [detect(t) for t in texts]
+def skill_rates(texts: list[str], detector: str | Callable = "moves") -> dict[str, dict[str, float]]:
+    """Share of `texts` showing each skill, with its 95% interval and n. `detector` is a name in DETECTORS
+    (one text at a time) or a batch function such as `judge_detector(judge)`."""
+    found = [DETECTORS[detector](t) for t in texts] if isinstance(detector, str) else detector(texts)
     out = {}
     for skill in SKILLS:
         k = sum(f[skill] for f in found)
@@ -64,10 +84,17 @@ def read_samples(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def analyze_run(run: Path, detector: str = "moves") -> dict:
-    """Skill frequencies per stage and domain over every evaluated response; written to run/skills.json."""
-    if detector not in DETECTORS:
-        raise ValueError(f"unknown detector {detector!r}; choose from: {', '.join(DETECTORS)}")
+def analyze_run(run: Path, detector: str = "moves", judge=None) -> dict:
+    """Skill frequencies per stage and domain over every evaluated response; written to run/skills.json.
+    `detector` is moves, keywords, or judge (then `judge` is a `mathfirst.rewards.judge.Judge`)."""
+    if detector == "judge":
+        if judge is None:
+            raise ValueError("the judge detector needs a judge: an OpenAI-compatible endpoint or a local model")
+        how: str | Callable = judge_detector(judge)
+    elif detector in DETECTORS:
+        how = detector
+    else:
+        raise ValueError(f"unknown detector {detector!r}; choose from: {', '.join([*DETECTORS, 'judge'])}")
     stages: dict[str, dict] = {}
     for stage in STAGES:
         path = run / stage / "samples.jsonl"
@@ -76,7 +103,7 @@ def analyze_run(run: Path, detector: str = "moves") -> dict:
         by_domain: dict[str, list[str]] = {}
         for row in read_samples(path):
             by_domain.setdefault(row["domain"], []).append(row["response"])
-        stages[stage] = {domain: skill_rates(texts, detector) for domain, texts in by_domain.items()}
+        stages[stage] = {domain: skill_rates(texts, how) for domain, texts in by_domain.items()}
     result = {"detector": detector, "responses": "every evaluated response (greedy and sampled)", "stages": stages}
     (run / "skills.json").write_text(json.dumps(result, indent=2))
     return result

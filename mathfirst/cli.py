@@ -43,16 +43,28 @@ def run(
 @app.command()
 def analyze(
     run_dir: Path = typer.Argument(..., help="a run folder"),
-    detector: str = typer.Option("moves", help="moves (the tiny world's explicit skill moves) or keywords"),
+    detector: str = typer.Option("moves", help="moves (the tiny world's skill moves), keywords, or judge"),
+    judge_url: str = typer.Option(None, help="judge detector: an OpenAI-compatible base URL (e.g. vLLM)"),
+    judge_model: str = typer.Option(None, help="judge detector: the model name at --judge-url"),
+    judge_local: Path = typer.Option(None, help="judge detector: a local HF model folder instead of a URL"),
 ) -> None:
     """Skill frequencies per domain and stage (with 95% intervals) into RUN/skills.json."""
     from mathfirst.analysis import DETECTORS, SKILLS, analyze_run
+    from mathfirst.rewards.judge import Judge, JudgeUnavailable
 
-    if detector not in DETECTORS:
-        fail(f"unknown detector {detector!r}; choose from: {', '.join(DETECTORS)}")
+    if detector not in (*DETECTORS, "judge"):
+        fail(f"unknown detector {detector!r}; choose from: {', '.join([*DETECTORS, 'judge'])}")
     if not run_dir.is_dir():
         fail(f"no run folder {run_dir}")
-    result = analyze_run(run_dir, detector)
+    judge = None
+    if detector == "judge":
+        if (judge_url is None) == (judge_local is None):
+            fail("the judge detector needs exactly one of --judge-url or --judge-local")
+        judge = Judge(base_url=judge_url, model=judge_model) if judge_url else Judge(local_model=judge_local)
+    try:
+        result = analyze_run(run_dir, detector, judge)
+    except JudgeUnavailable as e:
+        fail(str(e))
     console = Console()
     for stage, domains in result["stages"].items():
         for domain, rates in domains.items():

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from mathfirst.analysis import analyze_run, detect_keywords, detect_moves, skill_rates, wilson
+from mathfirst.analysis import analyze_run, detect_keywords, detect_moves, parse_skill_reply, skill_rates, wilson
 
 
 def test_wilson_interval_matches_known_values():
@@ -38,3 +38,9 @@ def test_analyze_run_writes_skills_json(tmp_path):
     assert saved["stages"]["rl_math"]["math"]["subgoal"]["rate"] == 0.0
     with pytest.raises(ValueError):
         analyze_run(tmp_path, "tea-leaves")
+
+
+def test_parse_skill_judge_reply():
+    reply = "subgoal: yes\nEnumeration: no\nverification: YES\n"
+    assert parse_skill_reply(reply) == dict(subgoal=True, enumeration=False, verification=True, backtracking=False)
+    assert not any(parse_skill_reply("I cannot tell").values())

@@ -1,5 +1,6 @@
 """`mathfirst serve` through the official openai client, and the judge against the running server."""
 
+import json
 import socket
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from mathfirst.analysis import SKILLS, analyze_run
 from mathfirst.config import ModelConfig
 from mathfirst.model import build_tiny_model, load_model, save_model
 from mathfirst.rewards import compute_score
@@ -110,3 +112,15 @@ def test_judge_endpoint_down_is_a_clear_error(monkeypatch):
     env_judge.cache_clear()
     with pytest.raises(JudgeUnavailable, match="set MATHFIRST_JUDGE_URL"):
         compute_score("webinstruct", "\\boxed{a red ball}", "red ball", {"verifier": "judge"})
+
+
+def test_skill_judge_detector_through_the_server(server, tmp_path):
+    url, _ = server
+    (tmp_path / "sft").mkdir()
+    rows = [{"domain": "math", "kind": "greedy", "response": t} for t in ("First, find x. Check: ok", "42")]
+    (tmp_path / "sft" / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    judge = Judge(base_url=url, model="tiny-judge")
+    result = analyze_run(tmp_path, "judge", judge)
+    rates = result["stages"]["sft"]["math"]
+    assert rates["n"] == 2 and set(rates) == {*SKILLS, "n"} and judge.requests == 2
+    assert json.loads((tmp_path / "skills.json").read_text())["detector"] == "judge"
