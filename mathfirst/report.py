@@ -83,18 +83,19 @@ def mean_at_k_table(run: Run) -> Table:
     return Table([f"domain ({key})"] + stages, rows)
 
 
-def other_domains_mean(domains: dict[str, dict]) -> float:
-    others = [r["greedy"] for d, r in domains.items() if d != "math"]
-    return sum(others) / len(others)
+def other_domains_mean(domains: dict[str, dict], key: str = "greedy") -> float | None:
+    others = [r.get(key) for d, r in domains.items() if d != "math"]
+    return None if None in others or not others else sum(others) / len(others)
 
 
-def ablation_table(runs: list[Run]) -> Table:
-    """Final-stage greedy accuracy of each run side by side (e.g. the curriculum and its no-math ablation)."""
+def ablation_table(runs: list[Run], key: str = "greedy") -> Table:
+    """Final-stage accuracy (`greedy` or `mean@k`) of each run side by side, e.g. the curriculum and its
+    no-math ablation."""
     finals = {r.name: r.evals[list(r.evals)[-1]] for r in runs}
     domains = list(next(iter(finals.values())))
-    rows = [[d] + [pct(f[d]["greedy"]) if d in f else "–" for f in finals.values()] for d in domains]
-    rows.append(["mean of the non-math domains"] + [pct(other_domains_mean(f)) for f in finals.values()])
-    header = ["domain"] + [f"{r.name} ({' → '.join(r.evals)})" for r in runs]
+    rows = [[d] + [pct(f[d].get(key)) if d in f else "–" for f in finals.values()] for d in domains]
+    rows.append(["mean of the non-math domains"] + [pct(other_domains_mean(f, key)) for f in finals.values()])
+    header = [f"domain ({key})"] + [f"{r.name} ({' → '.join(r.evals)})" for r in runs]
     return Table(header, rows)
 
 
@@ -241,7 +242,10 @@ def write_report(paths: list[Path]) -> tuple[Path, Path]:
         sections.append(("RL training", [rl_summary_table(main), figures[1]]))
     sections.append(("Cognitive skills per domain and stage", [skills_table(main), figures[-1]]))
     if len(runs) > 1:
-        sections.append(("Ablation: final stage of each run", [ablation_table(runs)]))
+        first_domain = next(iter(next(iter(main.evals.values())).values()))
+        key = next((k for k in first_domain if k.startswith("mean@")), None)
+        tables = [ablation_table(runs)] + ([ablation_table(runs, key)] if key else [])
+        sections.append(("Ablation: final stage of each run", tables))
     examples = example_blocks(main)
 
     md = [f"# Report: {main.name}", ""]

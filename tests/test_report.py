@@ -73,7 +73,9 @@ def test_every_number_in_the_report_comes_from_the_run(tmp_path):
 
     abl = tables["Ablation: final stage of each run"]
     assert abl[1][:3] == ["math", "60.0%", "55.0%"]
+    assert abl[0][0] == "domain (greedy)"
     assert abl[-1] == ["mean of the non-math domains", "38.0%", "31.5%"]  # (0.35 + 0.41) / 2 and (0.3 + 0.33) / 2
+    assert "| domain (mean@2) |" in text and "| mean of the non-math domains | 19.0% | 15.8% |" in text
 
     page = html_path.read_text()
     assert len(re.findall(r'<img src="data:image/png;base64,', page)) == 3  # accuracy, RL curves, skills
