@@ -20,7 +20,7 @@ from mathfirst.data.reasoning import SKILL_PREFIXES, detect_skills
 from mathfirst.data.world import generate_tasks
 from mathfirst.metrics import MetricsLog
 from mathfirst.rewards import compute_scores
-from mathfirst.rollout import Rollout, sample
+from mathfirst.rollout import Rollout, decode, sample
 from mathfirst.tokenizer import chat_prompt_ids
 
 POOL_PER_DOMAIN = 4000  # training tasks drawn per domain; the world has many more, this bounds set-up time
@@ -70,7 +70,7 @@ def rollout_groups(
     rollouts = sample(
         model, tokenizer, prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.rollout_batch_size, seed
     )
-    texts = [tokenizer.decode(r.response_ids, skip_special_tokens=True) for r in rollouts]
+    texts = decode(tokenizer, rollouts)
     items = [(t.data_source, texts[i], t.ground_truth, {"ability": t.domain}) for i, t in enumerate(_repeat(tasks, G))]
     scores = [s["score"] for s in compute_scores(items)]
     lengths = torch.tensor([len(r.response_ids) for r in rollouts])

@@ -68,6 +68,11 @@ class Rollout:
     truncated: bool  # stopped at max_new_tokens without EOS
 
 
+def decode(tokenizer: PreTrainedTokenizerBase, rollouts: list[Rollout]) -> list[str]:
+    """The responses' text, special tokens (EOS) dropped."""
+    return [tokenizer.decode(r.response_ids, skip_special_tokens=True) for r in rollouts]
+
+
 def pick_tokens(
     logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
 ) -> tuple[torch.Tensor, torch.Tensor]:

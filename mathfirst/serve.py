@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from mathfirst.model import load_model
-from mathfirst.rollout import sample, stream
+from mathfirst.rollout import decode, sample, stream
 
 
 class CompletionRequest(BaseModel):
@@ -62,8 +62,7 @@ def create_app(checkpoint: str | Path, model_id: str | None = None) -> FastAPI:
         with lock:
             rollouts = sample(model, tokenizer, [prompt_ids] * n, max_tokens, temperature, top_p, seed=seed)
         return [
-            (tokenizer.decode(r.response_ids, skip_special_tokens=True), "length" if r.truncated else "stop", r)
-            for r in rollouts
+            (text, "length" if r.truncated else "stop", r) for text, r in zip(decode(tokenizer, rollouts), rollouts)
         ]
 
     def usage(prompt_ids: list[int], outs) -> dict:

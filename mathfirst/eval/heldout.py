@@ -13,7 +13,7 @@ from mathfirst.config import RunConfig
 from mathfirst.data.reasoning import detect_skills
 from mathfirst.data.world import generate_tasks
 from mathfirst.rewards import compute_scores
-from mathfirst.rollout import Rollout, sample
+from mathfirst.rollout import decode, sample
 from mathfirst.tokenizer import chat_prompt_ids
 
 
@@ -65,10 +65,6 @@ def evaluate_heldout(
     with (stage_dir / "samples.jsonl").open("w") as f:
         f.writelines(json.dumps(r) + "\n" for r in samples_out)
     return results
-
-
-def decode(tokenizer: PreTrainedTokenizerBase, rollouts: list[Rollout]) -> list[str]:
-    return [tokenizer.decode(r.response_ids, skip_special_tokens=True) for r in rollouts]
 
 
 def print_eval(stage: str, results: dict) -> None:

@@ -104,13 +104,13 @@ class Judge:
         raise JudgeUnavailable(f"judge at {self.base_url} failed after {self.retries + 1} tries: {last}")
 
     def _ask_local(self, prompts: list[str]) -> list[str]:
-        from mathfirst.rollout import sample
+        from mathfirst.rollout import decode, sample
         from mathfirst.tokenizer import chat_prompt_ids
 
         model, tokenizer = self._local
         ids = [chat_prompt_ids(tokenizer, p) for p in prompts]
         rollouts = sample(model, tokenizer, ids, max_new_tokens=8, temperature=0.0)
-        return [tokenizer.decode(r.response_ids, skip_special_tokens=True) for r in rollouts]
+        return decode(tokenizer, rollouts)
 
 
 def score_judged(judge: Judge, question: str, solution: str, reference: str) -> dict:
