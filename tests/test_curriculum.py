@@ -50,6 +50,15 @@ def test_smoke_curriculum_end_to_end(tmp_path):
     assert [r["step"] for r in rl] == [1, 2, 3]
     assert {"reward", "acc", "entropy", "response_length", "dropped_share", "skill_backtracking"} <= set(rl[-1])
     assert "held-out accuracy after rl_joint" in proc.stdout
+    report = (out / "report.md").read_text()  # the run ends with its report card, built from its own files
+    assert (out / "report.html").is_file() and (out / "skills.json").is_file()
+    evals = {
+        s: json.loads((out / s / "eval.json").read_text())["domains"]
+        for s in ("pretrain", "sft", "rl_math", "rl_joint")
+    }
+    for domain in DOMAINS:
+        cells = [f"{100 * evals[s][domain]['greedy']:.1f}%" for s in evals]
+        assert f"| {domain} | {100 * evals['sft'][domain]['chance']:.1f}% | " + " | ".join(cells) + " |" in report
 
     # the ablation without math RL reuses the identical pretrain and SFT stages and trains only joint RL
     no_math = tmp_path / "no-math.yaml"
