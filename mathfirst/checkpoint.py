@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mathfirst.model import load_model, save_model
@@ -42,6 +44,24 @@ def load_checkpoint(dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase
     model, tokenizer = load_model(dir)
     state = torch.load(dir / STATE_FILE, weights_only=True)
     return model, tokenizer, state
+
+
+def resume(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    stage_dir: Path,
+    optimizer_for: Callable[[PreTrainedModel], torch.optim.Optimizer],
+    desc: str,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, torch.optim.Optimizer, int]:
+    """Continue a stage from stage_dir/last when a checkpoint is there: (model, tokenizer, optimizer, first step)."""
+    last = latest_checkpoint(stage_dir / "last")
+    if last is None:
+        return model, tokenizer, optimizer_for(model), 0
+    model, tokenizer, state = load_checkpoint(last)
+    optimizer = optimizer_for(model)
+    optimizer.load_state_dict(state["optimizer"])
+    tqdm.write(f"{desc}: resumed from step {state['step']}")
+    return model, tokenizer, optimizer, state["step"]
 
 
 def write_json_atomic(path: Path, data: object) -> None:

@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from mathfirst.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from mathfirst.checkpoint import resume, save_checkpoint
 from mathfirst.config import RLConfig
 from mathfirst.dapo import agg_loss, group_advantages, informative_groups, kl_penalty, overlong_penalty, policy_loss
 from mathfirst.data.loaders import DataError, RLPrompt, load_rl_prompts
@@ -227,15 +227,13 @@ def train_rl(
     if cfg.kl_coef > 0:
         ref_model = type(model)(model.config).eval()
         ref_model.load_state_dict(model.state_dict())
-    last = latest_checkpoint(stage_dir / "last")
-    if last is not None:
-        model, tokenizer, state = load_checkpoint(last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
-    start = 0
-    if last is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        start = state["step"]
-        tqdm.write(f"{desc}: resumed from step {start}")
+    model, tokenizer, optimizer, start = resume(
+        model,
+        tokenizer,
+        stage_dir,
+        lambda m: torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999)),
+        desc,
+    )
     log = MetricsLog(stage_dir / "metrics.jsonl", resume_step=start)
     pools = task_pools(cfg, levels, seed)
     bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, dynamic_ncols=True)

@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from mathfirst.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from mathfirst.checkpoint import resume, save_checkpoint
 from mathfirst.config import TrainConfig
 from mathfirst.metrics import MetricsLog
 from mathfirst.tokenizer import chat_prompt_ids
@@ -72,15 +72,13 @@ def train(
     desc: str,
 ) -> PreTrainedModel:
     """Train for cfg.steps, resuming from stage_dir/last if a checkpoint is there."""
-    last = latest_checkpoint(stage_dir / "last")
-    if last is not None:
-        model, tokenizer, state = load_checkpoint(last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    start = 0
-    if last is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        start = state["step"]
-        tqdm.write(f"{desc}: resumed from step {start}")
+    model, tokenizer, optimizer, start = resume(
+        model,
+        tokenizer,
+        stage_dir,
+        lambda m: torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)),
+        desc,
+    )
     log = MetricsLog(stage_dir / "metrics.jsonl", resume_step=start)
     if start:
         log.log(start, event="resumed")
