@@ -75,10 +75,16 @@ def accuracy_table(run: Run) -> Table:
     return Table(["domain", "chance"] + stages, rows)
 
 
+def mean_key(run: Run) -> str | None:
+    """The eval key of the sampled accuracy, e.g. `mean@4` (None when the run sampled nothing)."""
+    first_domain = next(iter(next(iter(run.evals.values())).values()))
+    return next((k for k in first_domain if k.startswith("mean@")), None)
+
+
 def mean_at_k_table(run: Run) -> Table:
     stages = list(run.evals)
     domains = list(next(iter(run.evals.values())))
-    key = next((k for k in run.evals[stages[0]][domains[0]] if k.startswith("mean@")), None)
+    key = mean_key(run)
     rows = [[d] + [pct(run.evals[s][d].get(key)) for s in stages] for d in domains]
     return Table([f"domain ({key})"] + stages, rows)
 
@@ -242,8 +248,7 @@ def write_report(paths: list[Path]) -> tuple[Path, Path]:
         sections.append(("RL training", [rl_summary_table(main), figures[1]]))
     sections.append(("Cognitive skills per domain and stage", [skills_table(main), figures[-1]]))
     if len(runs) > 1:
-        first_domain = next(iter(next(iter(main.evals.values())).values()))
-        key = next((k for k in first_domain if k.startswith("mean@")), None)
+        key = mean_key(main)
         tables = [ablation_table(runs)] + ([ablation_table(runs, key)] if key else [])
         sections.append(("Ablation: final stage of each run", tables))
     examples = example_blocks(main)
