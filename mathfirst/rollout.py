@@ -10,6 +10,7 @@ import torch
 from tqdm import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from mathfirst.decoder import StaticDecoder
 from mathfirst.tokenizer import chat_prompt_ids
 
 
@@ -88,8 +89,38 @@ def pick_tokens(
         outside = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest prefix reaching top_p
         sorted_p = sorted_p.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    token = torch.multinomial(probs, 1, generator=generator)[:, 0]
+    cdf = probs.cumsum(-1)  # inverse-CDF draw: several times faster than torch.multinomial on a CPU
+    u = torch.rand((len(cdf), 1), generator=generator, device=cdf.device) * cdf[:, -1:]
+    token = torch.searchsorted(cdf, u, right=True)[:, 0].clamp(max=cdf.shape[-1] - 1)
     return token, logp.gather(-1, token[:, None])[:, 0]
+
+
+class HFDecoder:
+    """The same interface as `StaticDecoder` over the model's own forward and a growing HF cache."""
+
+    def __init__(self, model: PreTrainedModel):
+        self.model, self.cache = model, DynamicCache()
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        for layer in self.cache.layers:
+            layer.batch_select_indices(rows)
+
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        out = self.model(
+            input_ids=ids, attention_mask=valid.long(), position_ids=positions, cache=self.cache, logits_to_keep=1
+        )
+        return out.logits[:, -1]
+
+
+def left_pad(prompts: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [B, width] with the prompts right-aligned, and the mask of real (non-pad) tokens."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    valid = torch.zeros((len(prompts), width), dtype=torch.bool)
+    for row, p in enumerate(prompts):
+        ids[row, width - len(p) :] = torch.tensor(p)
+        valid[row, width - len(p) :] = True
+    return ids.to(device), valid.to(device)
 
 
 @torch.inference_mode()
@@ -104,41 +135,41 @@ def sample_batch(
     generator: torch.Generator | None = None,
 ) -> list[Rollout]:
     """The native sampler: one prefill of the left-padded prompts, then one cached forward per new token.
-    Rows that reach EOS leave the batch (and the cache), so a few long answers do not drag the rest along."""
-    n, width = len(prompts), max(len(p) for p in prompts)
-    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for row, p in enumerate(prompts):
-        input_ids[row, width - len(p) :] = torch.tensor(p)
-        mask[row, width - len(p) :] = 1
-    device = model.device
-    input_ids, mask = input_ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache()
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1)
-    logits, position = out.logits[:, -1], positions[:, -1]
-    tokens: list[list[int]] = [[] for _ in range(n)]
-    logprobs: list[list[float]] = [[] for _ in range(n)]
-    active = torch.arange(n, device=device)  # original row of each row still running
+    Finished rows leave the batch (and the cache) once they are a quarter of it, so a few long answers
+    do not drag the rest along."""
+    ids, valid = left_pad(prompts, pad_id, model.device)
+    n, width = ids.shape
+    decoder = StaticDecoder.build(model, n, width + max_new_tokens) or HFDecoder(model)
+    position = (valid.cumsum(-1) - 1).clamp(min=0)
+    logits = decoder.forward(ids, position, valid)
+    position = position[:, -1:]
+    tokens = torch.full((n, max_new_tokens), eos_id, dtype=torch.long, device=ids.device)
+    logprobs = torch.zeros((n, max_new_tokens), device=ids.device)
+    rows = torch.arange(n, device=ids.device)  # the original index of each row still in the batch
+    done = torch.zeros(n, dtype=torch.bool, device=ids.device)
     for t in range(max_new_tokens):
         token, logp = pick_tokens(logits, temperature, top_p, generator)
-        for row, tok, lp in zip(active.tolist(), token.tolist(), logp.tolist()):
-            tokens[row].append(tok)
-            logprobs[row].append(lp)
-        running = token != eos_id
-        if t + 1 == max_new_tokens or not bool(running.any()):
+        live = ~done
+        tokens[rows[live], t], logprobs[rows[live], t] = token[live], logp[live]
+        done = done | (token == eos_id)
+        if t + 1 == max_new_tokens or bool(done.all()):
             break
-        if not bool(running.all()):
-            keep = running.nonzero()[:, 0]
-            active, token, mask, position = active[keep], token[keep], mask[keep], position[keep]
-            for layer in cache.layers:
-                layer.batch_select_indices(keep)
-        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long, device=device)], dim=1)
+        if int(done.sum()) * 4 >= len(rows):
+            keep = (~done).nonzero()[:, 0]
+            rows, token, position, valid, done = rows[keep], token[keep], position[keep], valid[keep], done[keep]
+            decoder.keep_rows(keep)
+        valid = torch.cat([valid, valid.new_ones((len(rows), 1))], 1)
         position = position + 1
-        logits = model(
-            input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None], cache=cache
-        ).logits[:, -1]
-    return [Rollout(prompts[i], tokens[i], logprobs[i], tokens[i][-1] != eos_id) for i in range(n)]
+        logits = decoder.forward(token[:, None], position, valid)
+    return [
+        rollout(prompt, toks, lps, eos_id) for prompt, toks, lps in zip(prompts, tokens.tolist(), logprobs.tolist())
+    ]
+
+
+def rollout(prompt: list[int], tokens: list[int], logprobs: list[float], eos_id: int) -> Rollout:
+    """Cut a row of sampled tokens after its first EOS."""
+    length = tokens.index(eos_id) + 1 if eos_id in tokens else len(tokens)
+    return Rollout(prompt, tokens[:length], logprobs[:length], eos_id not in tokens[:length])
 
 
 def sample(
@@ -192,13 +223,13 @@ def stream(
 ) -> Iterator[int]:
     """Yield one response's tokens as they are sampled (for serving); stops at EOS or a stop token."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    cache = DynamicCache()
-    ids = torch.tensor([prompt], device=model.device)
-    logits = model(input_ids=ids, cache=cache, logits_to_keep=1).logits[:, -1]
-    for _ in range(max_new_tokens):
+    decoder = StaticDecoder.build(model, 1, len(prompt) + max_new_tokens) or HFDecoder(model)
+    valid = torch.ones((1, len(prompt)), dtype=torch.bool, device=model.device)
+    logits = decoder.forward(torch.tensor([prompt], device=model.device), valid.cumsum(-1) - 1, valid)
+    for t in range(max_new_tokens):
         token, _ = pick_tokens(logits, temperature, top_p, generator)
-        t = int(token[0])
-        if t == eos_id or t in stop_ids:
+        if int(token[0]) == eos_id or int(token[0]) in stop_ids:
             return
-        yield t
-        logits = model(input_ids=token[:, None], cache=cache).logits[:, -1]
+        yield int(token[0])
+        valid = torch.cat([valid, valid.new_ones((1, 1))], 1)
+        logits = decoder.forward(token[:, None], torch.tensor([[len(prompt) + t]], device=model.device), valid)
