@@ -103,6 +103,50 @@ def serve(
     run_server(checkpoint, host, port, name)
 
 
+@app.command("eval")
+def eval_benchmarks(
+    model: str = typer.Option(..., help="a Hugging Face model folder, or an OpenAI-compatible URL http://host:port/v1"),
+    benchmarks: str = typer.Option("math500,gsm8k,humaneval", help="comma-separated; see `mathfirst eval --list`"),
+    out: Path = typer.Option(Path("eval/results.json"), help="results JSON; responses go to <out>.responses.jsonl"),
+    samples: int = typer.Option(1, min=1, help="responses per problem (pass@k, avg@k)"),
+    temperature: float = typer.Option(None, help="default: 0 (greedy) with one sample, else 0.6"),
+    top_p: float = typer.Option(1.0),
+    max_tokens: int = typer.Option(1024, min=1),
+    limit: int = typer.Option(None, min=1, help="only the first N problems of each benchmark"),
+    backend: str = typer.Option(None, help="local (default for a folder), hf, vllm, http (default for a URL)"),
+    served_model: str = typer.Option(None, help="http backend: the model name (default: the server's first)"),
+    data: list[str] = typer.Option([], help="NAME=PATH: your copy of a benchmark file (repeatable)"),
+    templates: Path = typer.Option(None, help="a folder of prompt templates overriding the shipped ones"),
+    list_benchmarks: bool = typer.Option(False, "--list", help="list the benchmarks and their file formats"),
+) -> None:
+    """Evaluate a model on real benchmarks: accuracy, pass@k and 95% intervals; resumes from cached responses."""
+    from mathfirst.benchmarks import BENCHMARKS
+    from mathfirst.eval.backends import BackendError, make_backend
+    from mathfirst.eval.benchmarks import evaluate_benchmarks, print_results
+
+    if list_benchmarks:
+        for name, b in BENCHMARKS.items():
+            print(f"{name:15} {'shipped' if b.shipped else 'your file':10} {b.file_format}")
+        return
+    paths = {}
+    for entry in data:
+        name, sep, path = entry.partition("=")
+        if not sep or name not in BENCHMARKS:
+            fail(f"--data wants NAME=PATH with NAME one of {', '.join(BENCHMARKS)}; got {entry!r}")
+        paths[name] = Path(path)
+    names = [b.strip() for b in benchmarks.split(",") if b.strip()]
+    temperature = temperature if temperature is not None else (0.0 if samples == 1 else 0.6)
+    try:
+        report = evaluate_benchmarks(
+            make_backend(model, backend, served_model), names, out, samples, temperature, top_p, max_tokens,
+            limit, paths, templates,
+        )  # fmt: skip
+    except (BackendError, DataError, FileNotFoundError) as e:
+        fail(str(e))
+    print_results(report)
+    print(f"wrote {out}")
+
+
 @app.command()
 def bench(
     quick: bool = typer.Option(False, help="smaller sizes, a few minutes"),

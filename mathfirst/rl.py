@@ -116,19 +116,22 @@ def collect_batch(
 
 
 def pack(groups: list[Group], pad_id: int, mask_truncated: bool) -> dict[str, torch.Tensor]:
-    """Right-padded prompt+response ids, a mask over response tokens, per-sequence advantages."""
+    """Right-padded prompt+response ids, a mask over response tokens, the sampler's log-probs (PPO's old
+    policy: the sampler runs this very model, so no second forward is needed), per-sequence advantages."""
     rollouts = [r for g in groups for r in g.rollouts]
     width = max(len(r.prompt_ids) + len(r.response_ids) for r in rollouts)
     ids = torch.full((len(rollouts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rollouts), width))
+    old_logp = torch.zeros((len(rollouts), width))
     for i, r in enumerate(rollouts):
         p, n = len(r.prompt_ids), len(r.response_ids)
         ids[i, : p + n] = torch.tensor(r.prompt_ids + r.response_ids)
+        old_logp[i, p : p + n] = torch.tensor(r.logprobs)
         if not (mask_truncated and r.truncated):
             mask[i, p : p + n] = 1.0
     rewards = torch.tensor([x for g in groups for x in g.rewards])
     group_ids = [k for k, g in enumerate(groups) for _ in g.rollouts]
-    return {"ids": ids, "mask": mask, "adv": group_advantages(rewards, group_ids)}
+    return {"ids": ids, "mask": mask, "old_logp": old_logp, "adv": group_advantages(rewards, group_ids)}
 
 
 def token_logprobs(model: PreTrainedModel, ids: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,8 +155,8 @@ def update(
 ) -> dict[str, float]:
     """PPO epochs of clipped mini-batch updates over the kept groups; returns averaged statistics."""
     batch = {k: v.to(model.device) for k, v in batch.items()}
+    old_logp = batch["old_logp"]
     with torch.no_grad():
-        old_logp, _ = token_logprobs(model, batch["ids"], cfg.temperature)
         ref_logp = token_logprobs(ref_model, batch["ids"], cfg.temperature)[0] if ref_model is not None else None
     n_groups = batch["ids"].shape[0] // group_size
     stats: dict[str, list[float]] = {"loss": [], "clip_frac": [], "ppo_kl": [], "entropy": [], "grad_norm": []}

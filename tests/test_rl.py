@@ -26,12 +26,17 @@ def rl_cfg(**kw) -> RLConfig:
     return RLConfig(**(base | kw))
 
 
-def fixed_groups(tok, task, good: str, bad: str) -> list[Group]:
-    """Two responses per group: `good` rewarded +1, `bad` -1."""
+def fixed_groups(model, tok, task, good: str, bad: str) -> list[Group]:
+    """Two responses per group: `good` rewarded +1, `bad` -1, with their log-probs under `model`."""
     prompt = chat_prompt_ids(tok, task.question)
     groups = []
     for _ in range(2):
-        rollouts = [Rollout(prompt, tok(t).input_ids + [tok.eos_token_id], [], False) for t in (good, bad, good, bad)]
+        rollouts = []
+        for text in (good, bad, good, bad):
+            response = tok(text).input_ids + [tok.eos_token_id]
+            with torch.no_grad():
+                logp, _ = token_logprobs(model, torch.tensor([prompt + response]), 1.0)
+            rollouts.append(Rollout(prompt, response, logp[0, len(prompt) :].tolist(), False))
         groups.append(Group(task, rollouts, [1.0, 0.0, 1.0, 0.0], [1.0, -1.0, 1.0, -1.0], [good, bad, good, bad]))
     return groups
 
@@ -43,9 +48,9 @@ def test_pick_tasks_follows_domain_weights():
 
 
 def test_pack_masks_responses_and_normalises_in_groups(model_and_tok):
-    _, tok = model_and_tok
+    model, tok = model_and_tok
     task = RLPrompt("tiny/math", "math", "Compute 12 + 34.", "46")
-    groups = fixed_groups(tok, task, "Answer: 4", "no")
+    groups = fixed_groups(model, tok, task, "Answer: 4", "no")
     groups[0].rollouts[1].truncated = True
     batch = pack(groups, tok.pad_token_id, mask_truncated=True)
     r = groups[0].rollouts[0]
@@ -53,12 +58,25 @@ def test_pack_masks_responses_and_normalises_in_groups(model_and_tok):
     assert batch["mask"][0, :p].sum() == 0 and batch["mask"][0, p : p + n].sum() == n
     assert batch["mask"][1].sum() == 0  # the truncated response is masked out
     assert batch["adv"][:4].tolist() == pytest.approx([0.866, -0.866, 0.866, -0.866], abs=1e-3)
+    assert batch["old_logp"][0, p : p + n].tolist() == pytest.approx(r.logprobs)
+
+
+def test_sampler_logprobs_are_the_old_policy(model_and_tok):
+    """pack() takes PPO's old log-probs from the sampler: they equal a fresh forward of the packed batch."""
+    model, tok = model_and_tok
+    cfg = rl_cfg(max_gen_rounds=1, dynamic_sampling=False)
+    groups, _, _ = collect_batch(model, tok, task_pools(cfg, (1,), 0), cfg, step=0, seed=0)
+    batch = pack(groups, tok.pad_token_id, False)
+    with torch.no_grad():
+        fresh, _ = token_logprobs(model, batch["ids"], cfg.temperature)
+    m = batch["mask"] > 0
+    assert torch.allclose(batch["old_logp"][m], fresh[m], atol=1e-4)
 
 
 def test_update_moves_probability_towards_rewarded_responses(model_and_tok):
     model, tok = model_and_tok
     task = RLPrompt("tiny/math", "math", "Compute 12 + 34.", "46")
-    groups = fixed_groups(tok, task, "Answer: \\boxed{46}", "Who is the tallest")
+    groups = fixed_groups(model, tok, task, "Answer: \\boxed{46}", "Who is the tallest")
     batch = pack(groups, tok.pad_token_id, False)
 
     def mean_logp(row):

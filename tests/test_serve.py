@@ -10,6 +10,7 @@ from pathlib import Path
 
 import openai
 import pytest
+import torch
 
 from mathfirst.analysis import SKILLS, analyze_run
 from mathfirst.config import ModelConfig
@@ -29,12 +30,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "tiny-judge"
-    tok = train_tokenizer(CORPUS, 400)
-    cfg = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64)
-    save_model(build_tiny_model(cfg, tok, 0), tok, path)
+def start_server(path: Path) -> tuple[subprocess.Popen, str]:
+    """`mathfirst serve PATH` on a free port, once it answers /v1/models."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mathfirst.cli", "serve", str(path), "--port", str(port)],
@@ -52,6 +49,16 @@ def server(tmp_path_factory):
             if proc.poll() is not None:
                 raise RuntimeError(proc.stderr.read().decode()[-2000:]) from None
             time.sleep(0.3)
+    return proc, url
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-judge"
+    tok = train_tokenizer(CORPUS, 400)
+    cfg = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64)
+    save_model(build_tiny_model(cfg, tok, 0), tok, path)
+    proc, url = start_server(path)
     yield url, path
     proc.terminate()
     proc.wait(timeout=20)
@@ -124,3 +131,29 @@ def test_skill_judge_detector_through_the_server(server, tmp_path):
     rates = result["stages"]["sft"]["math"]
     assert rates["n"] == 2 and set(rates) == {*SKILLS, "n"} and judge.requests == 2
     assert json.loads((tmp_path / "skills.json").read_text())["detector"] == "judge"
+
+
+def test_eval_through_serve_equals_the_local_backend(tmp_path):
+    """Greedy eval over HTTP (`mathfirst serve` + the http backend) gives the local backend's answers."""
+    from mathfirst.eval.backends import LocalBackend, make_backend
+    from mathfirst.eval.benchmarks import evaluate_benchmarks
+
+    path = tmp_path / "peaky"
+    tok = train_tokenizer(CORPUS, 400)
+    model = build_tiny_model(ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2), tok, 1)
+    with torch.no_grad():  # large weights: greedy answers that depend on the prompt, not one repeated token
+        for p in model.parameters():
+            p.mul_(8.0 if p.dim() > 1 else 1.0)
+    save_model(model, tok, path)
+    proc, url = start_server(path)
+    try:
+        names, runs = ["math500", "gsm8k", "mmlu_stem"], {}
+        for kind, backend in [("http", make_backend(url)), ("local", LocalBackend(str(path)))]:
+            evaluate_benchmarks(backend, names, tmp_path / f"{kind}.json", max_tokens=24, limit=4)
+            lines = (tmp_path / f"{kind}.responses.jsonl").read_text().splitlines()
+            runs[kind] = [(r["benchmark"], r["id"], r["response"]) for r in map(json.loads, lines)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert len(runs["local"]) == 12 and runs["http"] == runs["local"]
+    assert len({text for _, _, text in runs["local"]}) > 6

@@ -8,13 +8,15 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
-from mathfirst.rewards.code import score_code
+from mathfirst.rewards.code import score_code, score_output_prediction
 from mathfirst.rewards.judge import Judge, JudgeUnavailable, score_judged
 from mathfirst.rewards.math_answer import final_answer, score_many, score_math
 from mathfirst.rewards.rules import score_boxed
+from mathfirst.rewards.structured import score_grid, score_roles, score_values
 
 MATH_SOURCES = ("math", "math500", "gsm8k", "aime", "aime24", "aime25", "amc", "olympiad", "minerva")
 CHOICE_SOURCES = ("mmlu", "mmlu_stem", "gpqa", "gpqa_diamond", "supergpqa", "choice")
+STRUCTURED = {"cruxeval": "output", "zebra": "grid", "knights_knaves": "roles", "finqa": "values", "hitab": "values"}
 LETTER = re.compile(r"^\(?([A-Ja-j])(?:\)?\.?$|[):]\s)")  # "B", "(B)", "B.", "B) 3 kg", not "A or B"
 
 
@@ -26,6 +28,8 @@ def route(data_source: str, extra_info: dict[str, Any] | None) -> str:
     source = data_source.lower()
     if info.get("verifier") == "judge" or info.get("style") == "model":
         return "judge"
+    if source in STRUCTURED:
+        return STRUCTURED[source]
     if ability == "code" or source in ("humaneval", "mbpp", "livecodebench"):
         return "code"
     if source.startswith("tiny/"):
@@ -45,7 +49,16 @@ def score_choice(solution: str, ground_truth: str) -> dict:
     return {"score": float(ok), "acc": ok, "pred": predicted, "reason": "" if ok else "wrong or no letter"}
 
 
-VERIFIERS = {"code": score_code, "math": score_math, "choice": score_choice, "rule": score_boxed}
+VERIFIERS = {
+    "code": score_code,
+    "math": score_math,
+    "choice": score_choice,
+    "rule": score_boxed,
+    "output": score_output_prediction,
+    "grid": score_grid,
+    "roles": score_roles,
+    "values": score_values,
+}
 
 
 @cache

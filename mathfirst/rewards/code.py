@@ -1,7 +1,8 @@
 """Execution-based code verification in the sandbox.
 
 `ground_truth` is JSON in one of two forms:
-- HumanEval style `{"entry_point": ..., "test": ...}`: the test defines `check(candidate)`;
+- HumanEval style `{"entry_point": ..., "test": ..., "prompt"?: ...}`: the test defines `check(candidate)`;
+  with a prompt, the program is prompt + "\n" + code, as HumanEval's harness runs it;
 - stdin/stdout style `{"inputs": [...], "outputs": [...]}` (Guru, LiveCodeBench): one run per case.
 The program is the last fenced python block of the response (the whole response when there is none).
 """
@@ -13,6 +14,7 @@ import os
 import re
 import secrets
 
+from mathfirst.rewards.math_answer import final_answer
 from mathfirst.sandbox import Limits, run_python
 
 FENCE = re.compile(r"```(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL)
@@ -89,7 +91,20 @@ def score_code(solution: str, ground_truth: str) -> dict:
     spec = json.loads(ground_truth)
     program = last_code_block(solution)
     if "entry_point" in spec and "test" in spec:
+        # HumanEval runs prompt + completion: the prompt's imports count, a full rewrite of the function wins
+        program = spec.get("prompt", "") + "\n" + program if spec.get("prompt") else program
         return run_check(program, spec["entry_point"], spec["test"])
     if "inputs" in spec and "outputs" in spec:
         return run_io(program, spec["inputs"], spec["outputs"])
     raise ValueError("code ground_truth needs {entry_point, test} or {inputs, outputs}")
+
+
+def score_output_prediction(solution: str, ground_truth: str) -> dict:
+    """CRUXEval-O, checked as its harness does: `assert <true output> == <predicted>` runs after the code."""
+    spec = json.loads(ground_truth)
+    predicted = final_answer(solution)
+    if predicted is None:
+        return {"score": 0.0, "acc": False, "pred": None, "reason": "no final answer"}
+    predicted = last_code_block(predicted).strip().strip("`")
+    test = f"def check(candidate):\n    assert {spec['output']} == ({predicted})\n"
+    return {**run_check(spec["code"], "f", test), "pred": predicted}
