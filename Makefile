@@ -15,8 +15,12 @@ install: $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e .
 
+# Tests also check our verl export against verl's own configs and reward manager: verl without its GPU
+# stack (no vLLM, no CUDA), plus what its config and reward modules import.
 dev: install
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps 'verl==0.9.1'
+	$(BIN)/pip install -q hydra-core ray tensordict codetiming orjson aiohttp
 
 # Runs the default job into runs/tiny/; resumes it if a previous run was interrupted.
 run: install

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mathfirst.config import ConfigError, load_config
 from mathfirst.data.loaders import DataError
@@ -14,11 +15,13 @@ from mathfirst.data.loaders import DataError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Reasoning curriculum: math first, then everything.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect and export the tiny world's tasks.")
 app.add_typer(data_app, name="data")
+export_app = typer.Typer(no_args_is_help=True, help="Export the curriculum to a distributed engine.")
+app.add_typer(export_app, name="export")
 err = Console(stderr=True)
 
 
 def fail(message: str) -> None:
-    err.print(f"[red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -29,10 +32,21 @@ def run(
     resume: bool = typer.Option(False, help="continue a killed or partial run from its last checkpoint"),
     stages: str = typer.Option("", help="comma-separated subset of stages to run"),
     reuse: Path = typer.Option(None, help="copy finished stages with identical settings from this run (ablations)"),
+    engine: str = typer.Option("native", help="native (this machine) or verl (a Ray cluster: RAY_ADDRESS)"),
 ) -> None:
     """Run the curriculum: pretrain -> sft -> rl_math -> rl_joint, evaluating every stage on all held-out domains."""
     from mathfirst.curriculum import run_curriculum
 
+    if engine not in ("native", "verl"):
+        fail(f"unknown engine {engine!r}; choose native or verl")
+    if engine == "verl":
+        from mathfirst.verl_run import VerlUnavailable, run_on_verl
+
+        try:
+            run_on_verl(load_config(config or "configs/tiny.yaml"), out)
+        except (ConfigError, DataError, VerlUnavailable) as e:
+            fail(str(e))
+        return
     try:
         cfg = load_config(config) if config else (None if resume else load_config("configs/tiny.yaml"))
         run_curriculum(cfg, out, resume, [s for s in stages.split(",") if s] or None, reuse)
@@ -165,6 +179,23 @@ def bench(
         print(f"{key:40} {value}")
     if json_out:
         print(json.dumps(result))
+
+
+@export_app.command("verl")
+def export_verl_command(
+    config: Path = typer.Option(..., help="YAML config, e.g. configs/qwen3-4b.yaml"),
+    out: Path = typer.Option(Path("verl_export"), help="folder for the stages' data, overrides and launch.sh"),
+) -> None:
+    """Per stage: verl-schema parquet, verl config overrides (paper/recipe tagged), and launch.sh to chain them."""
+    from mathfirst.verl_export import export_verl
+
+    try:
+        folders = export_verl(load_config(config), out)
+    except (ConfigError, DataError) as e:
+        fail(str(e))
+    for stage, folder in folders.items():
+        print(f"{stage:9} {folder}/{{train,val}}.parquet, config.yaml, overrides.txt")
+    print(f"run: bash {out / 'launch.sh'}   (MODEL=..., GPUS=..., NNODES=..., RAY_ADDRESS=... to override)")
 
 
 @data_app.command("preview")

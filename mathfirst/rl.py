@@ -71,7 +71,10 @@ def rollout_groups(
         model, tokenizer, prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.rollout_batch_size, seed
     )
     texts = decode(tokenizer, rollouts)
-    items = [(t.data_source, texts[i], t.ground_truth, {"ability": t.domain}) for i, t in enumerate(_repeat(tasks, G))]
+    items = [
+        (t.data_source, texts[i], t.ground_truth, {**t.extra_info, "ability": t.domain})
+        for i, t in enumerate(_repeat(tasks, G))
+    ]
     scores = [s["score"] for s in compute_scores(items)]
     lengths = torch.tensor([len(r.response_ids) for r in rollouts])
     penalty = overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_buffer, cfg.overlong_penalty).tolist()

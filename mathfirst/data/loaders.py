@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +82,18 @@ class RLPrompt:
     domain: str
     question: str
     ground_truth: str
+    extra_info: dict = field(default_factory=dict, hash=False, compare=False)
 
 
 def load_rl_prompts(path: str | Path) -> list[RLPrompt]:
-    """Prompts from rows in verl's RL schema: `prompt`, `ability` (or `data_source`), `reward_model.ground_truth`."""
+    """Prompts from rows in verl's RL schema: `prompt`, `ability` (or `data_source`), `reward_model.ground_truth`.
+    Guru rows (`data_source` like `codegen__leetcode2k`) are mapped onto the six domains first."""
+    from mathfirst.data.guru import from_guru, guru_domain
+
     prompts = []
     for n, row in enumerate(read_rows(path), 1):
+        if guru_domain(str(row.get("data_source") or "")):
+            row = from_guru(row, path, n)
         question = prompt_text(row.get("prompt"))
         if question is None:
             raise DataError(f"{path}: row {n} column `prompt` must be text or a list of chat messages")
@@ -98,7 +104,8 @@ def load_rl_prompts(path: str | Path) -> list[RLPrompt]:
         domain = str(row.get("ability") or source.split("/")[-1])
         if domain not in DOMAINS:
             raise DataError(f"{path}: row {n} has ability {domain!r}; expected one of {', '.join(DOMAINS)}")
-        prompts.append(RLPrompt(source or f"file/{domain}", domain, question, str(reward_model["ground_truth"])))
+        extra = row.get("extra_info") if isinstance(row.get("extra_info"), dict) else {}
+        prompts.append(RLPrompt(source or f"file/{domain}", domain, question, str(reward_model["ground_truth"]), extra))
     if not prompts:
         raise DataError(f"{path}: no rows")
     return prompts

@@ -83,6 +83,14 @@ def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_
     return {**result, "verifier": verifier, "seconds": round(time.perf_counter() - t0, 4)}
 
 
+def dapo_score(data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None, **_) -> dict:
+    """DAPO's reward for verl: +1 for a verified answer, else -1 (verl adds the overlong penalty); `acc` is
+    what dynamic sampling filters on. Extra keys stay scalar so verl can log them."""
+    result = compute_score(data_source, solution_str, ground_truth, extra_info)
+    right = result["score"] > 0
+    return {**result, "score": 1.0 if right else -1.0, "acc": float(right), "pred": str(result.get("pred"))}
+
+
 def compute_scores(items: list[tuple[str, str, str, dict | None]], workers: int = 4) -> list[dict]:
     """Score many (data_source, solution, ground_truth, extra_info) items: math in a process pool,
     code sandboxes and rules from a thread pool."""

@@ -3,7 +3,8 @@
 `ground_truth` is JSON in one of two forms:
 - HumanEval style `{"entry_point": ..., "test": ..., "prompt"?: ...}`: the test defines `check(candidate)`;
   with a prompt, the program is prompt + "\n" + code, as HumanEval's harness runs it;
-- stdin/stdout style `{"inputs": [...], "outputs": [...]}` (Guru, LiveCodeBench): one run per case.
+- stdin/stdout style `{"inputs": [...], "outputs": [...]}` (Guru, LiveCodeBench): one run per case;
+- `{"functional": ...}`: a test script that runs after the program (Guru's LeetCode-style problems).
 The program is the last fenced python block of the response (the whole response when there is none).
 """
 
@@ -96,7 +97,10 @@ def score_code(solution: str, ground_truth: str) -> dict:
         return run_check(program, spec["entry_point"], spec["test"])
     if "inputs" in spec and "outputs" in spec:
         return run_io(program, spec["inputs"], spec["outputs"])
-    raise ValueError("code ground_truth needs {entry_point, test} or {inputs, outputs}")
+    if "functional" in spec:  # a test script run after the program (Guru, LeetCode style)
+        test = "def check(_):\n" + "".join(f"    {line}\n" for line in spec["functional"].splitlines())
+        return run_check(program, "__name__", test)
+    raise ValueError("code ground_truth needs {entry_point, test}, {inputs, outputs} or {functional}")
 
 
 def score_output_prediction(solution: str, ground_truth: str) -> dict:

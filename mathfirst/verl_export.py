@@ -1,0 +1,252 @@
+"""`mathfirst export verl`: the curriculum's stages as verl jobs. Per stage: train/val parquet in verl's
+schema, Hydra overrides for verl's own trainer configs (every value tagged paper / recipe / config), and one
+`launch.sh` that runs the stages in order, each from the previous stage's merged Hugging Face checkpoint.
+
+verl runs the distributed training (FSDP + vLLM on Ray); mathfirst supplies the data, the reward
+(`mathfirst.rewards.compute_score` through `reward.py`), the stage settings and the chaining."""
+
+from __future__ import annotations
+
+import random
+import shlex
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mathfirst.config import RLConfig, RunConfig, TrainConfig
+from mathfirst.curriculum import stage_examples
+from mathfirst.data.guru import from_guru, guru_domain
+from mathfirst.data.loaders import read_rows
+from mathfirst.data.world import generate_tasks
+
+EXPORTED_STAGES = ("sft", "rl_math", "rl_joint")
+ENTRY = {"sft": "verl.trainer.sft_trainer", "rl_math": "verl.trainer.main_ppo", "rl_joint": "verl.trainer.main_ppo"}
+MODEL_KEY = {"sft": "model.path", "rl_math": "actor_rollout_ref.model.path", "rl_joint": "actor_rollout_ref.model.path"}
+RL_ROWS_PER_DOMAIN = 4000  # generated tiny-world prompts per domain and stage
+REWARD_PY = """\"\"\"The reward verl calls: mathfirst's verifiers as DAPO's +1 / -1 (verl's signature).\"\"\"
+
+from mathfirst.rewards import dapo_score as compute_score  # noqa: F401
+"""
+# What the method prescribes (Pang et al.: DAPO with clip-higher, dynamic sampling, token-level loss,
+# overlong shaping); every other value comes from verl's DAPO recipe via the config's stage settings.
+PAPER_KEYS = {
+    "algorithm.adv_estimator",
+    "actor_rollout_ref.actor.clip_ratio_low",
+    "actor_rollout_ref.actor.clip_ratio_high",
+    "actor_rollout_ref.actor.loss_agg_mode",
+    "algorithm.filter_groups.enable",
+    "+reward.reward_kwargs.overlong_buffer_cfg.enable",
+    "reward.reward_manager.name",
+    "reward.custom_reward_function.path",
+    "reward.custom_reward_function.name",
+}
+LAYOUT_KEYS = {
+    "data.train_files",
+    "data.val_files",
+    "data.prompt_key",
+    "data.messages_key",
+    "data.seed",
+    "trainer.project_name",
+    "trainer.experiment_name",
+    "trainer.default_local_dir",
+    "trainer.logger",
+    "trainer.resume_mode",
+}
+
+
+def hydra_value(value: object) -> str:
+    """A value as Hydra's override grammar reads it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, str) and any(c in value for c in " ,[]{}=:'\""):
+        return "'" + value.replace("'", "\\'") + "'"
+    return str(value)
+
+
+def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward: Path) -> dict[str, object]:
+    """verl `main_ppo` overrides (ppo_trainer.yaml) for one DAPO stage."""
+    kl = rl.kl_coef > 0
+    return {
+        "data.train_files": [str(folder / "train.parquet")],
+        "data.val_files": [str(folder / "val.parquet")],
+        "data.prompt_key": "prompt",
+        "data.max_prompt_length": max(256, cfg.model.max_seq_len - rl.max_new_tokens),
+        "data.max_response_length": rl.max_new_tokens,
+        "data.train_batch_size": rl.prompts_per_step,
+        "data.gen_batch_size": rl.prompts_per_step,
+        "data.seed": cfg.seed,
+        "algorithm.adv_estimator": "grpo",
+        "algorithm.norm_adv_by_std_in_grpo": True,
+        "algorithm.use_kl_in_reward": False,
+        "algorithm.filter_groups.enable": rl.dynamic_sampling,
+        "algorithm.filter_groups.metric": "acc",
+        "algorithm.filter_groups.max_num_gen_batches": rl.max_gen_rounds,
+        "actor_rollout_ref.rollout.name": "vllm",
+        "actor_rollout_ref.rollout.n": rl.group_size,
+        "actor_rollout_ref.rollout.temperature": rl.temperature,
+        "actor_rollout_ref.rollout.top_p": rl.top_p,
+        "actor_rollout_ref.actor.optim.lr": rl.lr,
+        "actor_rollout_ref.actor.optim.lr_warmup_steps": rl.warmup_steps,
+        "actor_rollout_ref.actor.optim.weight_decay": rl.weight_decay,
+        "actor_rollout_ref.actor.ppo_mini_batch_size": rl.mini_batch_groups,
+        "actor_rollout_ref.actor.ppo_epochs": rl.ppo_epochs,
+        "actor_rollout_ref.actor.clip_ratio_low": rl.clip_low,
+        "actor_rollout_ref.actor.clip_ratio_high": rl.clip_high,
+        "actor_rollout_ref.actor.clip_ratio_c": rl.clip_c,
+        "actor_rollout_ref.actor.loss_agg_mode": rl.loss_agg,
+        "actor_rollout_ref.actor.use_kl_loss": kl,
+        "actor_rollout_ref.actor.kl_loss_coef": rl.kl_coef,
+        "actor_rollout_ref.actor.kl_loss_type": rl.kl_estimator,
+        "actor_rollout_ref.actor.entropy_coeff": 0,
+        "reward.reward_manager.name": "dapo",
+        "reward.custom_reward_function.path": str(reward),
+        "reward.custom_reward_function.name": "compute_score",
+        "+reward.reward_kwargs.overlong_buffer_cfg.enable": rl.overlong_buffer > 0,
+        "+reward.reward_kwargs.overlong_buffer_cfg.len": rl.overlong_buffer,
+        "+reward.reward_kwargs.overlong_buffer_cfg.penalty_factor": rl.overlong_penalty,
+        "+reward.reward_kwargs.overlong_buffer_cfg.log": True,
+        "+reward.reward_kwargs.max_resp_len": rl.max_new_tokens,
+        "trainer.project_name": "mathfirst",
+        "trainer.experiment_name": f"{cfg.name}-{stage}",
+        "trainer.default_local_dir": str(folder / "checkpoints"),
+        "trainer.total_training_steps": rl.steps,
+        "trainer.save_freq": rl.save_every,
+        "trainer.test_freq": rl.save_every,
+        "trainer.resume_mode": "auto",
+        "trainer.logger": ["console"],
+    }
+
+
+def sft_overrides(cfg: RunConfig, sft: TrainConfig, folder: Path) -> dict[str, object]:
+    """verl `sft_trainer` overrides (sft_trainer_engine.yaml) for the cold start."""
+    return {
+        "data.train_files": str(folder / "train.parquet"),
+        "data.val_files": str(folder / "val.parquet"),
+        "data.messages_key": "messages",
+        "data.train_batch_size": sft.batch_size,
+        "data.max_length": cfg.model.max_seq_len,
+        "data.truncation": "right",
+        "optim.lr": sft.lr,
+        "optim.weight_decay": sft.weight_decay,
+        "optim.lr_warmup_steps": sft.warmup_steps,
+        "trainer.project_name": "mathfirst",
+        "trainer.experiment_name": f"{cfg.name}-sft",
+        "trainer.default_local_dir": str(folder / "checkpoints"),
+        "trainer.total_training_steps": sft.steps,
+        "trainer.save_freq": sft.save_every,
+        "trainer.seed": cfg.seed,
+        "trainer.resume_mode": "auto",
+        "trainer.logger": ["console"],
+    }
+
+
+def source_of(key: str, stage: str) -> str:
+    """paper: the method itself; recipe: a DAPO-recipe setting (valued from the config's stage section);
+    config: a cold-start setting from the config; layout: where this export put things."""
+    if key in PAPER_KEYS:
+        return "paper"
+    if key in LAYOUT_KEYS:
+        return "layout"
+    return "config" if stage == "sft" else "recipe"
+
+
+def rl_rows(cfg: RunConfig, rl: RLConfig) -> tuple[list[dict], list[dict]]:
+    """Train and val rows for a DAPO stage: generated tiny-world tasks and/or the config's files (Guru or verl)."""
+    train, val = [], []
+    if rl.generated:
+        levels = tuple(cfg.world.levels)
+        for domain in rl.domains:
+            tasks = generate_tasks(domain, "train", RL_ROWS_PER_DOMAIN, cfg.seed, levels)
+            train += [t.to_row("train", i) for i, t in enumerate(tasks)]
+            held = generate_tasks(domain, "heldout", cfg.world.heldout_per_domain, cfg.seed, levels)
+            val += [t.to_row("heldout", i) for i, t in enumerate(held)]
+    for path in rl.files:
+        rows = [
+            from_guru(r, path, n) if guru_domain(str(r.get("data_source") or "")) else r
+            for n, r in enumerate(read_rows(path), 1)
+        ]
+        rows = [r for r in rows if r.get("ability") in rl.domains]
+        random.Random(cfg.seed).shuffle(rows)
+        cut = min(100, len(rows) // 20)  # a small validation share of each file
+        val, train = val + rows[:cut], train + rows[cut:]
+    return train, val or train[:100]
+
+
+def sft_rows(cfg: RunConfig) -> tuple[list[dict], list[dict]]:
+    pairs = stage_examples(cfg, "sft")
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in pairs]
+    random.Random(cfg.seed).shuffle(rows)
+    cut = max(1, min(200, len(rows) // 20))
+    return rows[cut:], rows[:cut]
+
+
+def write_parquet(rows: list[dict], path: Path) -> None:
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+def write_overrides(folder: Path, stage: str, overrides: dict[str, object]) -> None:
+    """overrides.txt (what launch.sh passes to verl) and config.yaml (the same values, each with its source)."""
+    lines = [f"{k}={hydra_value(v)}" for k, v in overrides.items()]
+    (folder / "overrides.txt").write_text("\n".join(lines) + "\n")
+    yaml_lines = [f"# verl {ENTRY[stage]} overrides for stage {stage}. (paper) the method; (recipe) a setting of"]
+    yaml_lines.append("# verl's DAPO recipe, valued from this config; (config) the config's own; (layout) this export.")
+    yaml_lines += [f"{k}: {hydra_value(v)}  # ({source_of(k, stage)})" for k, v in overrides.items()]
+    (folder / "config.yaml").write_text("\n".join(yaml_lines) + "\n")
+
+
+LAUNCH = """#!/usr/bin/env bash
+# Generated by `mathfirst export verl`. Runs the stages in order on verl (Ray: set RAY_ADDRESS for a cluster),
+# each from the previous stage's merged Hugging Face checkpoint. Re-running resumes: finished stages are skipped
+# and verl resumes a stage from its last checkpoint (trainer.resume_mode=auto).
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+MODEL="${{MODEL:-{model}}}"
+GPUS="${{GPUS:-8}}"
+NNODES="${{NNODES:-1}}"
+
+run_stage() {{  # stage, python module, the model-path key
+  local stage=$1 module=$2 key=$3
+  if [ ! -f "$HERE/$stage/merged/config.json" ]; then
+    mapfile -t args < "$HERE/$stage/overrides.txt"
+    python3 -m "$module" "${{args[@]}}" "$key=$MODEL" trainer.n_gpus_per_node="$GPUS" trainer.nnodes="$NNODES"
+    last=$(ls -d "$HERE/$stage/checkpoints"/global_step_* | sort -V | tail -n 1)
+    [ -d "$last/actor" ] && last="$last/actor"
+    python3 -m verl.model_merger merge --backend fsdp --local_dir "$last" --target_dir "$HERE/$stage/merged"
+  fi
+  MODEL="$HERE/$stage/merged"
+}}
+
+{stages}
+echo "final model: $MODEL"
+"""
+
+
+def export_verl(cfg: RunConfig, out: Path) -> dict[str, Path]:
+    """Write every exported stage of `cfg` under `out`; returns the stage folders."""
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    reward = out / "reward.py"
+    reward.write_text(REWARD_PY)
+    folders = {}
+    for stage in [s for s in cfg.stages if s in EXPORTED_STAGES]:
+        folder = out / stage
+        folder.mkdir(exist_ok=True)
+        if stage == "sft":
+            train, val = sft_rows(cfg)
+            overrides = sft_overrides(cfg, cfg.sft, folder)
+        else:
+            rl = getattr(cfg, stage)
+            train, val = rl_rows(cfg, rl)
+            overrides = rl_overrides(cfg, rl, stage, folder, reward)
+        write_parquet(train, folder / "train.parquet")
+        write_parquet(val, folder / "val.parquet")
+        write_overrides(folder, stage, overrides)
+        folders[stage] = folder
+    calls = "\n".join(f"run_stage {s} {ENTRY[s]} {MODEL_KEY[s]}" for s in folders)
+    model = cfg.model.init if cfg.model.init != "tiny" else "<a Hugging Face model folder>"
+    (out / "launch.sh").write_text(LAUNCH.format(model=shlex.quote(model).strip("'"), stages=calls))
+    (out / "launch.sh").chmod(0o755)
+    return folders

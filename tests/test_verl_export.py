@@ -1,0 +1,103 @@
+"""`mathfirst export verl`: files, values and tags; composition with verl's own Hydra configs and scoring by
+verl's DAPO reward manager (tests/fixtures/verl_compose.py, in a subprocess); `run --engine verl` errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from mathfirst.config import load_config
+from mathfirst.dapo import overlong_penalty
+from mathfirst.verl_export import export_verl
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    out = tmp_path_factory.mktemp("verl")
+    folders = export_verl(load_config(ROOT / "configs" / "smoke.yaml"), out)
+    assert list(folders) == ["sft", "rl_math", "rl_joint"]  # pretrain is tiny-only: not exported
+    return out
+
+
+def overrides(export: Path, stage: str) -> dict[str, str]:
+    lines = (export / stage / "overrides.txt").read_text().splitlines()
+    return dict(line.lstrip("+").split("=", 1) for line in lines)
+
+
+def test_export_writes_data_settings_and_a_launch_script(export):
+    rl = overrides(export, "rl_math")
+    assert rl["algorithm.adv_estimator"] == "grpo" and rl["actor_rollout_ref.actor.loss_agg_mode"] == "token-mean"
+    assert (
+        rl["actor_rollout_ref.actor.clip_ratio_low"] == "0.2"
+        and rl["actor_rollout_ref.actor.clip_ratio_high"] == "0.28"
+    )
+    assert rl["actor_rollout_ref.actor.use_kl_loss"] == "false" and rl["algorithm.use_kl_in_reward"] == "false"
+    assert rl["algorithm.filter_groups.enable"] == "true" and rl["algorithm.filter_groups.metric"] == "acc"
+    assert rl["reward.reward_kwargs.overlong_buffer_cfg.enable"] == "true"
+    assert rl["reward.custom_reward_function.path"] == str(export / "reward.py")
+    tags = (export / "rl_math" / "config.yaml").read_text()
+    assert "actor_rollout_ref.actor.clip_ratio_high: 0.28  # (paper)" in tags
+    assert "actor_rollout_ref.rollout.n: 4  # (recipe)" in tags
+    rows = pq.read_table(export / "rl_joint" / "train.parquet").to_pylist()
+    assert {r["ability"] for r in rows} == {"math", "stem", "code", "simulation", "logic", "table"}
+    assert set(rows[0]) >= {"data_source", "prompt", "ability", "reward_model", "extra_info"}
+    assert {r["ability"] for r in pq.read_table(export / "rl_math" / "train.parquet").to_pylist()} == {"math"}
+    sft = pq.read_table(export / "sft" / "train.parquet").to_pylist()
+    assert [m["role"] for m in sft[0]["messages"]] == ["user", "assistant"]
+    launch = (export / "launch.sh").read_text()
+    assert launch.index("run_stage sft") < launch.index("run_stage rl_math") < launch.index("run_stage rl_joint")
+    assert subprocess.run(["bash", "-n", str(export / "launch.sh")]).returncode == 0
+
+
+def test_overrides_compose_with_verl_and_its_reward_manager_scores_our_rows(export, tmp_path):
+    """verl must be installed (`make dev` does it): Hydra rejects any key verl does not know."""
+    from mathfirst.config import ModelConfig
+    from mathfirst.model import build_tiny_model, save_model
+    from mathfirst.tokenizer import train_tokenizer
+
+    tok_dir = tmp_path / "tok"
+    tok = train_tokenizer(["Compute 12 + 34. \\boxed{46}"] * 10, 300)
+    save_model(
+        build_tiny_model(ModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1), tok, 0), tok, tok_dir
+    )
+    rows = pq.read_table(export / "rl_joint" / "val.parquet").to_pylist()
+    answers = [
+        f"Answer: \\boxed{{{r['reward_model']['ground_truth']}}}" if i % 2 == 0 else "\\boxed{?}"
+        for i, r in enumerate(rows)
+    ]
+    answers[1] = "so " * 60 + "\\boxed{?}"  # longer than max_resp_len - buffer: the overlong penalty applies
+    script = ROOT / "tests" / "fixtures" / "verl_compose.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(export), str(tok_dir), json.dumps(answers)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for stage in ("sft", "rl_math", "rl_joint"):
+        for key, value in overrides(export, stage).items():
+            composed = result[stage][key]
+            assert str(composed).lower().replace("'", "").replace(" ", "") == value.lower().replace("'", ""), key
+    rl = load_config(ROOT / "configs" / "smoke.yaml").rl_joint
+    lengths = torch.tensor([len(tok(a).input_ids) for a in answers])
+    penalty = overlong_penalty(lengths, rl.max_new_tokens, rl.overlong_buffer, rl.overlong_penalty).tolist()
+    right = [i % 2 == 0 and r["ability"] != "code" for i, r in enumerate(rows)]  # code rows get no program
+    expected = [(1.0 if ok else -1.0) + p for ok, p in zip(right, penalty)]
+    assert result["reward_scores"] == pytest.approx(expected, abs=1e-5) and penalty[1] < 0
+    assert {"acc", "score", "verifier"} <= set(result["reward_extra_keys"])
+
+
+def test_engine_verl_needs_its_extra_and_a_real_model(tmp_path):
+    cli = [sys.executable, "-m", "mathfirst.cli", "run", "--engine"]
+    proc = subprocess.run([*cli, "verl", "--config", "configs/smoke.yaml", "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 2 and "mathfirst[verl]" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([*cli, "spark"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "unknown engine" in proc.stderr
