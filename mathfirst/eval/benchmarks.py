@@ -154,16 +154,11 @@ def score(name: str, items: list[BenchItem], texts: list[list[str]], settings: s
 def print_results(report: dict) -> None:
     samples = report["settings"]["samples"]
     table = Table(title=f"{report['model']}  (samples={samples}, T={report['settings']['temperature']})")
-    for column in ("benchmark", "n", "accuracy", "95% CI", "pass@1", f"pass@{samples}"):
+    ks = [1, samples] if samples > 1 else [1]
+    for column in ("benchmark", "n", "accuracy", "95% CI", *[f"pass@{k}" for k in ks]):
         table.add_column(column, justify="left" if column == "benchmark" else "right")
     for name, r in report["benchmarks"].items():
         lo, hi = r["ci95"]
-        table.add_row(
-            name,
-            str(r["n"]),
-            f"{r['accuracy']:.1%}",
-            f"{lo:.1%}-{hi:.1%}",
-            f"{r['pass@1']:.1%}",
-            f"{r[f'pass@{samples}']:.1%}",
-        )
+        passes = [f"{r[f'pass@{k}']:.1%}" for k in ks]
+        table.add_row(name, str(r["n"]), f"{r['accuracy']:.1%}", f"{lo:.1%}-{hi:.1%}", *passes)
     Console().print(table)
