@@ -3,14 +3,11 @@ HF `generate`, vLLM (on a GPU) and any OpenAI-compatible HTTP endpoint."""
 
 from __future__ import annotations
 
-import json
 import os
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from mathfirst.endpoint import EndpointError, call_endpoint
 from mathfirst.rollout import decode, generate, sample
 from mathfirst.tokenizer import chat_prompt_ids
 
@@ -88,24 +85,10 @@ class HTTPBackend:
         self.name = f"{self.base_url} ({self.model})"
 
     def request(self, path: str, body: dict | None = None) -> dict:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        data = json.dumps(body).encode() if body is not None else None
-        last = ""
-        for attempt in range(self.retries + 1):
-            req = urllib.request.Request(self.base_url + path, data, headers, method="POST" if data else "GET")
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout_s) as response:
-                    return json.loads(response.read())
-            except urllib.error.HTTPError as e:
-                last = f"HTTP {e.code}: {e.read()[:200].decode(errors='replace')}"
-                if e.code < 500 and e.code != 429:
-                    break
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
-                last = str(getattr(e, "reason", e))
-            time.sleep(0.5 * 2**attempt)
-        raise BackendError(f"{self.base_url}{path} failed after {self.retries + 1} tries: {last}")
+        try:
+            return call_endpoint(self.base_url + path, body, self.timeout_s, self.retries, self.api_key)
+        except EndpointError as e:
+            raise BackendError(str(e)) from None
 
     def first_model(self) -> str:
         models = self.request("/models").get("data") or []

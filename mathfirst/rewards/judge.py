@@ -8,11 +8,10 @@ import hashlib
 import json
 import os
 import re
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from mathfirst.endpoint import EndpointError, call_endpoint
 
 TEMPLATE = Path(__file__).parent.parent / "prompts" / "judge_equivalence.txt"
 VERDICT = re.compile(r"\b(YES|NO)\b", re.IGNORECASE)
@@ -81,27 +80,18 @@ class Judge:
 
     def ask(self, prompt: str) -> str:
         """One chat completion at temperature 0, retried with backoff; JudgeUnavailable when it keeps failing."""
-        body = json.dumps(
-            {"model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": 8}
-        ).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        last = ""
-        for attempt in range(self.retries + 1):
-            request = urllib.request.Request(f"{self.base_url}/chat/completions", body, headers, method="POST")
-            try:
-                self.requests += 1
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    return json.loads(response.read())["choices"][0]["message"]["content"]
-            except urllib.error.HTTPError as e:
-                last = f"HTTP {e.code}: {e.read()[:200].decode(errors='replace')}"
-                if e.code < 500 and e.code != 429:
-                    break  # a bad request does not get better by retrying
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
-                last = str(getattr(e, "reason", e))
-            time.sleep(0.5 * 2**attempt)
-        raise JudgeUnavailable(f"judge at {self.base_url} failed after {self.retries + 1} tries: {last}")
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": 0,
+            "max_tokens": 8,
+        }
+        self.requests += 1
+        try:
+            reply = call_endpoint(f"{self.base_url}/chat/completions", body, self.timeout_s, self.retries, self.api_key)
+        except EndpointError as e:
+            raise JudgeUnavailable(f"judge at {self.base_url}: {e}") from None
+        return reply["choices"][0]["message"]["content"]
 
     def _ask_local(self, prompts: list[str]) -> list[str]:
         from mathfirst.rollout import decode, sample
