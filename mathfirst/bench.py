@@ -29,10 +29,17 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def bench_model():
+    """The tiny default model's shape, on a small tokenizer with a chat template."""
+    tok = train_tokenizer([f"Compute {i} + {i + 1}. Answer: {2 * i + 1}" for i in range(200)], 400)
+    model = build_tiny_model(ModelConfig(hidden_size=128, num_layers=3, num_heads=4, num_kv_heads=2), tok, 0)
+    return model, tok
+
+
 def rollout_vs_hf_generate(quick: bool) -> dict:
     """Our KV-cache sampler against HF `generate` on the tiny default model: same batch, prompts and length."""
-    tok = train_tokenizer([f"Compute {i} + {i + 1}. Answer: {2 * i + 1}" for i in range(200)], 400)
-    model = build_tiny_model(ModelConfig(hidden_size=128, num_layers=3, num_heads=4, num_kv_heads=2), tok, 0).eval()
+    model, tok = bench_model()
+    model.eval()
     batch, new = (32, 64) if quick else (64, 128)
     prompts = [tok(f"Compute {i % 10} + 7.").input_ids for i in range(batch)]  # equal lengths: no padding
     ids = torch.tensor(prompts)
@@ -60,13 +67,6 @@ def rollout_vs_hf_generate(quick: bool) -> dict:
         "rollout_tokens_per_s": round(batch * new / t_ours),
         "hf_generate_tokens_per_s": round(batch * new / t_hf),
     }
-
-
-def bench_model():
-    """The tiny default model's shape, on a small tokenizer with a chat template."""
-    tok = train_tokenizer([f"Compute {i} + {i + 1}. Answer: {2 * i + 1}" for i in range(200)], 400)
-    model = build_tiny_model(ModelConfig(hidden_size=128, num_layers=3, num_heads=4, num_kv_heads=2), tok, 0)
-    return model, tok
 
 
 def toy_reward(texts: list[str]) -> list[float]:

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from mathfirst.config import RLConfig, RunConfig, TrainConfig
 from mathfirst.curriculum import stage_examples
-from mathfirst.data.guru import from_guru, guru_domain
+from mathfirst.data.guru import mapped_if_guru
 from mathfirst.data.loaders import read_rows
 from mathfirst.data.world import generate_tasks
 
@@ -164,10 +164,7 @@ def rl_rows(cfg: RunConfig, rl: RLConfig) -> tuple[list[dict], list[dict]]:
             held = generate_tasks(domain, "heldout", cfg.world.heldout_per_domain, cfg.seed, levels)
             val += [t.to_row("heldout", i) for i, t in enumerate(held)]
     for path in rl.files:
-        rows = [
-            from_guru(r, path, n) if guru_domain(str(r.get("data_source") or "")) else r
-            for n, r in enumerate(read_rows(path), 1)
-        ]
+        rows = [mapped_if_guru(r, path, n) for n, r in enumerate(read_rows(path), 1)]
         rows = [r for r in rows if r.get("ability") in rl.domains]
         random.Random(cfg.seed).shuffle(rows)
         cut = min(100, len(rows) // 20)  # a small validation share of each file

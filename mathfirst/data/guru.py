@@ -68,6 +68,11 @@ def from_guru(row: dict[str, Any], path: str | Path, n: int) -> dict[str, Any]:
     }
 
 
+def mapped_if_guru(row: dict[str, Any], path: str | Path, n: int) -> dict[str, Any]:
+    """A Guru row mapped by `from_guru`; any other row unchanged."""
+    return from_guru(row, path, n) if guru_domain(str(row.get("data_source") or "")) else row
+
+
 def load_guru(path: str | Path) -> list[dict[str, Any]]:
     """Every row of a local Guru parquet (or JSONL) file, mapped; a clear error names the file, row and column."""
     rows = [from_guru(row, path, n) for n, row in enumerate(read_rows(path), 1)]

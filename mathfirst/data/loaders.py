@@ -88,12 +88,11 @@ class RLPrompt:
 def load_rl_prompts(path: str | Path) -> list[RLPrompt]:
     """Prompts from rows in verl's RL schema: `prompt`, `ability` (or `data_source`), `reward_model.ground_truth`.
     Guru rows (`data_source` like `codegen__leetcode2k`) are mapped onto the six domains first."""
-    from mathfirst.data.guru import from_guru, guru_domain
+    from mathfirst.data.guru import mapped_if_guru
 
     prompts = []
     for n, row in enumerate(read_rows(path), 1):
-        if guru_domain(str(row.get("data_source") or "")):
-            row = from_guru(row, path, n)
+        row = mapped_if_guru(row, path, n)
         question = prompt_text(row.get("prompt"))
         if question is None:
             raise DataError(f"{path}: row {n} column `prompt` must be text or a list of chat messages")
