@@ -26,7 +26,7 @@ def propositional(rng: random.Random) -> Task:
     value = (env[a] and inner) if op == "and" else (env[a] or inner)
     b_text = f"not {b}" if neg else b
     facts = ", ".join(f"{v} is {_tf(env[v])}" for v in "pqr")
-    steps = []
+    steps = [Step(v, _tf(env[v]), _tf(not env[v])) for v in (a, b)]  # read the facts first
     if neg:
         steps.append(Step(f"not {b}", _tf(inner), _tf(not inner)))
     steps.append(Step(f"{a} {op} {b_text}", _tf(value), _tf(not value)))

@@ -25,14 +25,24 @@ def _render(names: list[str], cols: list[str], values: list[list[int]]) -> str:
     return "\n".join(rows)
 
 
+def _row(values: list[int]) -> str:
+    return " | ".join(map(str, values))
+
+
+def _cell(name: str, row: list[int], c: int, col: str, case: bool = False) -> Step:
+    """Read one cell in two moves: copy the row, then take the column from it."""
+    wrong = row[1 - c] if row[1 - c] != row[c] else row[c] % 9 + 1  # reading the wrong column is the natural slip
+    return Step(f"{name} | {_row(row)}, {col}", str(row[c]), str(wrong), case=case)
+
+
 def lookup(rng: random.Random) -> Task:
     names, cols, values = _table(rng)
     r, c = rng.randrange(len(names)), rng.randrange(len(cols))
-    value, other = values[r][c], values[r][1 - c]  # reading the wrong column is the natural slip
+    value = values[r][c]
     q = f"{_render(names, cols, values)}\nHow many {cols[c]} does {names[r]} have?"
     sol = Solution(
         subgoals=[f"find the row of {names[r]}, then the column {cols[c]}."],
-        steps=[Step(f"row {names[r]}, column {cols[c]}", str(value), str(other if other != value else value % 9 + 1))],
+        steps=[_cell(names[r], values[r], c, cols[c])],
         answer=str(value),
     )
     return Task("table", 1, "lookup", q, str(value), sol)
@@ -45,7 +55,7 @@ def arg_max(rng: random.Random) -> Task:
     if column.count(max(column)) > 1:
         return arg_max(rng)
     best = names[column.index(max(column))]
-    steps = [Step(n, f"{v} {cols[c]}", f"{v + 1} {cols[c]}", case=True) for n, v in zip(names, column)]
+    steps = [_cell(n, row, c, cols[c], case=True) for n, row in zip(names, values)]
     steps.append(Step("most", best, rng.choice([n for n in names if n != best])))
     q = f"{_render(names, cols, values)}\nWho has the most {cols[c]}?"
     sol = Solution(subgoals=[f"compare the {cols[c]} of every row."], steps=steps, answer=best)
@@ -56,7 +66,8 @@ def total(rng: random.Random) -> Task:
     names, cols, values = _table(rng)
     c = rng.randrange(len(cols))
     column = [v[c] for v in values]
-    running, steps = column[0], []
+    steps = [_cell(n, row, c, cols[c], case=True) for n, row in zip(names, values)]
+    running = column[0]
     for v in column[1:]:
         steps.append(Step(f"{running} + {v}", str(running + v), near_miss(running + v, rng)))
         running += v
