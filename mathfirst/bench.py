@@ -3,22 +3,29 @@ inputs (these machines are noisy: never compare absolute times across runs)."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from mathfirst.config import ModelConfig, RLConfig
+from mathfirst.config import ModelConfig, RLConfig, TrainConfig
+from mathfirst.data.reasoning import TraceStyle
+from mathfirst.data.schema import DOMAINS
+from mathfirst.data.world import generate_tasks, traces
 from mathfirst.model import build_tiny_model
 from mathfirst.rewards import compute_scores
 from mathfirst.rewards.math_answer import verify_here
 from mathfirst.rl import Group, pack, update
-from mathfirst.rollout import decode, sample_batch
-from mathfirst.tokenizer import train_tokenizer
+from mathfirst.rollout import decode, left_pad, rollout, sample_batch
+from mathfirst.sft import encode_chat, train
+from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
 
 BENCHMARKS = Path(__file__).parent / "benchmarks"
 
@@ -29,54 +36,99 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def bench_model():
-    """The tiny default model's shape, on a small tokenizer with a chat template."""
-    tok = train_tokenizer([f"Compute {i} + {i + 1}. Answer: {2 * i + 1}" for i in range(200)], 400)
-    model = build_tiny_model(ModelConfig(hidden_size=128, num_layers=3, num_heads=4, num_kv_heads=2), tok, 0)
-    return model, tok
+def timed_count(fn) -> tuple[float, int]:
+    """Seconds taken by `fn` and what it returned (a count of tokens)."""
+    t0 = time.perf_counter()
+    count = fn()
+    return time.perf_counter() - t0, count
+
+
+BENCH_SHAPE = ModelConfig(hidden_size=128, num_layers=3, num_heads=4, num_kv_heads=2)  # configs/tiny.yaml's
+BENCH_PRETRAIN_STEPS = 150  # enough for answers in the tiny world's format that end with EOS
+
+
+@functools.cache
+def bench_weights() -> tuple[dict[str, torch.Tensor], PreTrainedTokenizerBase]:
+    """The tiny default model, briefly pretrained on the tiny world so that its answers end with EOS at
+    varied lengths, as RL rollouts do (a random model never stops, which hides what stopping early saves)."""
+    tasks = [t for domain in DOMAINS for t in generate_tasks(domain, "train", 400, 0)]
+    pairs = [(q, s) for q, s, _ in traces(tasks, TraceStyle(0.3, 0.2, 0.5), 0)]
+    tok = train_tokenizer([f"{q}\n{s}" for q, s in pairs], 1024)
+    model = build_tiny_model(BENCH_SHAPE, tok, 0)
+    examples = [encode_chat(tok, q, s, False, 512) for q, s in pairs]
+    cfg = TrainConfig(
+        steps=BENCH_PRETRAIN_STEPS, batch_size=16, lr=5e-3, warmup_steps=10, examples=len(pairs), save_every=10**6
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        train(model, tok, examples, cfg, Path(tmp), 0, "bench model")
+    return {k: v.clone() for k, v in model.state_dict().items()}, tok
+
+
+def bench_model() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A fresh copy of the bench model (the tiny default's shape), so every contender starts equal."""
+    weights, tok = bench_weights()
+    model = build_tiny_model(BENCH_SHAPE, tok, 0)
+    model.load_state_dict(weights)
+    return model.eval(), tok
+
+
+def bench_prompts(tok: PreTrainedTokenizerBase, n: int) -> list[list[int]]:
+    """`n` held-out tiny-world questions as chat prompts, spread over the six domains."""
+    tasks = [t for domain in DOMAINS for t in generate_tasks(domain, "heldout", -(-n // len(DOMAINS)), 1)]
+    return [chat_prompt_ids(tok, t.question) for t in tasks[:n]]
+
+
+def hf_generate(
+    model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[list[int]], new: int, eos_id: int
+) -> int:
+    """HF `generate` on the left-padded prompts (sampling at T=1); returns the response tokens up to EOS."""
+    ids, valid = left_pad(prompts, tok.pad_token_id, model.device)
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=ids, attention_mask=valid.long(), max_new_tokens=new, min_new_tokens=new if eos_id < 0 else 0,
+            do_sample=True, temperature=1.0, top_k=0, eos_token_id=eos_id if eos_id >= 0 else None,
+            pad_token_id=tok.pad_token_id,
+        )  # fmt: skip
+    return sum(len(rollout([], row, [0.0] * len(row), eos_id).response_ids) for row in out[:, ids.shape[1] :].tolist())
 
 
 def rollout_vs_hf_generate(quick: bool) -> dict:
-    """Our KV-cache sampler against HF `generate` on the tiny default model: same batch, prompts and length."""
+    """Our sampler against HF `generate` on an RL batch: tiny-world prompts, 8 samples each, up to 160 new
+    tokens, both stopping at EOS. Also at a fixed length (no EOS), where only the per-token cost counts."""
     model, tok = bench_model()
-    model.eval()
-    batch, new = (32, 64) if quick else (64, 128)
-    prompts = [tok(f"Compute {i % 10} + 7.").input_ids for i in range(batch)]  # equal lengths: no padding
-    ids = torch.tensor(prompts)
+    prompts = [p for p in bench_prompts(tok, 8 if quick else 16) for _ in range(8)]
+    new, eos = 160, tok.eos_token_id
 
-    def ours():
-        sample_batch(model, prompts, tok.pad_token_id, -1, new, temperature=1.0)  # eos -1: every row runs to `new`
+    def ours(eos_id: int, length: int) -> int:
+        rollouts = sample_batch(model, prompts, tok.pad_token_id, eos_id, length, temperature=1.0)
+        return sum(len(r.response_ids) for r in rollouts)
 
-    def hf():
-        with torch.inference_mode():
-            model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=new,
-                min_new_tokens=new,
-                do_sample=True,
-                temperature=1.0,
-                top_k=0,
-                pad_token_id=tok.pad_token_id,
-            )
-
-    ours(), hf()  # warm-up
-    t_ours, t_hf = timed(ours), timed(hf)
+    ours(eos, new), hf_generate(model, tok, prompts, new, eos)  # warm-up
+    runs = [(timed_count(lambda: ours(eos, new)), timed_count(lambda: hf_generate(model, tok, prompts, new, eos)))
+            for _ in range(3)]  # fmt: skip
+    ours_per_s = statistics.median(n / t for (t, n), _ in runs)
+    hf_per_s = statistics.median(n / t for _, (t, n) in runs)
+    fixed = 64
+    t_ours_fixed = timed(lambda: ours(-1, fixed))
+    t_hf_fixed = timed(lambda: hf_generate(model, tok, prompts, fixed, -1))
     return {
-        "rollout_speedup_vs_hf_generate": round(t_hf / t_ours, 2),
-        "rollout_tokens_per_s": round(batch * new / t_ours),
-        "hf_generate_tokens_per_s": round(batch * new / t_hf),
+        "rollout_speedup_vs_hf_generate": round(ours_per_s / hf_per_s, 2),
+        "rollout_tokens_per_s": round(ours_per_s),
+        "hf_generate_tokens_per_s": round(hf_per_s),
+        "rollout_batch": len(prompts),
+        "rollout_mean_response_tokens": round(sum(n for (_, n), _ in runs) / len(runs) / len(prompts), 1),
+        "rollout_speedup_fixed_length_64": round(t_hf_fixed / t_ours_fixed, 2),
     }
 
 
 def toy_reward(texts: list[str]) -> list[float]:
-    """A reward that varies within groups (so every group trains): does the response hold a digit."""
-    return [float(any(c.isdigit() for c in t)) for t in texts]
+    """A reward that varies within groups (so every group trains): the parity of the response's length."""
+    return [float(len(t) % 2) for t in texts]
 
 
 def rl_step_vs_trl(quick: bool) -> dict:
-    """One DAPO step (sample G per prompt, reward, one optimizer step over the batch) against TRL's
-    GRPOTrainer with loss_type="dapo": same model, prompts, group size, lengths and batch."""
+    """One DAPO step (sample G per prompt up to EOS, reward, one optimizer step over the batch) against TRL's
+    GRPOTrainer with loss_type="dapo": same model, prompts, group size, length limit and batch."""
     try:
         from datasets import Dataset
         from trl import GRPOConfig, GRPOTrainer
@@ -84,17 +136,17 @@ def rl_step_vs_trl(quick: bool) -> dict:
         return {"rl_step_speedup_vs_trl": None, "rl_step_note": "pip install trl to measure"}
     from transformers import TrainerCallback
 
-    prompts_n, group, new = (8, 8, 48) if quick else (16, 8, 96)
+    prompts_n, group, new = (8, 8, 160) if quick else (16, 8, 160)
     model, tok = bench_model()
-    texts = [f"Compute {i % 10} + 7." for i in range(prompts_n)]
+    prompts = bench_prompts(tok, prompts_n)
     cfg = RLConfig(
         steps=1, prompts_per_step=prompts_n, group_size=group, max_new_tokens=new, mini_batch_groups=prompts_n
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
 
     def ours():
-        ids = [tok(t).input_ids for t in texts for _ in range(group)]
-        rollouts = sample_batch(model, ids, tok.pad_token_id, -1, new, temperature=1.0)  # every row runs to `new`
+        ids = [p for p in prompts for _ in range(group)]
+        rollouts = sample_batch(model, ids, tok.pad_token_id, tok.eos_token_id, new, temperature=1.0)
         rewards = toy_reward(decode(tok, rollouts))
         groups = [
             Group(None, rollouts[k * group : (k + 1) * group], rewards[k * group : (k + 1) * group],
@@ -122,13 +174,14 @@ def rl_step_vs_trl(quick: bool) -> dict:
             max_completion_length=new, temperature=1.0, top_k=0, loss_type="dapo", beta=0.0, epsilon=0.2,
             epsilon_high=0.28, learning_rate=1e-6, max_steps=3, num_iterations=1, steps_per_generation=1,
             gradient_accumulation_steps=1, use_cpu=True, report_to="none", save_strategy="no", logging_steps=1000,
-            generation_kwargs={"min_new_tokens": new}, disable_tqdm=True, seed=0, bf16=False, fp16=False,
+            shuffle_dataset=False, disable_tqdm=True, seed=0, bf16=False, fp16=False,
             gradient_checkpointing=False,  # the peer at its fastest on a CPU: fp32, no recomputation
         )  # fmt: skip
         peer_model, _ = bench_model()
         trainer = GRPOTrainer(
             model=peer_model, reward_funcs=lambda completions, **kw: toy_reward(completions), args=args,
-            train_dataset=Dataset.from_dict({"prompt": texts * 3}), processing_class=tok, callbacks=[timer],
+            train_dataset=Dataset.from_dict({"prompt": [tok.decode(p) for p in prompts] * 3}), processing_class=tok,
+            callbacks=[timer],
         )  # fmt: skip
         trainer.train()
     ours()  # warm-up

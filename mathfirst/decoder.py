@@ -20,10 +20,9 @@ ROPE_TYPES = {"default", "linear", "llama3", "yarn"}  # the ones whose frequenci
 @dataclass
 class Layer:
     input_norm: torch.Tensor
-    qkv: torch.Tensor
+    qkv: torch.Tensor  # q and k rows in pair order (see `pair_order`), then v
     qkv_bias: torch.Tensor | None
-    q_norm: torch.Tensor | None
-    k_norm: torch.Tensor | None
+    qk_norm: torch.Tensor | None  # [heads + kv_heads, head_dim]: q_norm's weight per q head, k_norm's per k head
     out: torch.Tensor
     out_bias: torch.Tensor | None
     post_norm: torch.Tensor
@@ -45,16 +44,33 @@ def supported(model: PreTrainedModel) -> bool:
     )
 
 
-def fused_layer(block: torch.nn.Module) -> Layer:
+def pair_order(head_dim: int) -> torch.Tensor:
+    """Dims of a head reordered so that each pair RoPE rotates together (d, d + half) sits side by side:
+    the rotation is then one complex multiply. q and k share the order, so their dot products are unchanged."""
+    half = head_dim // 2
+    return torch.stack([torch.arange(half), torch.arange(half) + half], -1).flatten()
+
+
+def fused_layer(block: torch.nn.Module, heads: int, kv_heads: int, head_dim: int) -> Layer:
     attn, mlp = block.self_attn, block.mlp
+    order = pair_order(head_dim).to(attn.q_proj.weight.device)
+
+    def paired(w: torch.Tensor, n: int) -> torch.Tensor:
+        return w.view(n, head_dim, *w.shape[1:])[:, order].reshape(w.shape)
+
+    weights = [paired(attn.q_proj.weight, heads), paired(attn.k_proj.weight, kv_heads), attn.v_proj.weight]
     biases = [attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias]
+    if biases[0] is not None:
+        biases = [paired(biases[0], heads), paired(biases[1], kv_heads), biases[2]]
     q_norm, k_norm = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
+    qk_norm = None
+    if q_norm is not None:
+        qk_norm = torch.cat([q_norm.weight[order].expand(heads, -1), k_norm.weight[order].expand(kv_heads, -1)])
     return Layer(
         input_norm=block.input_layernorm.weight,
-        qkv=torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]),
+        qkv=torch.cat(weights),
         qkv_bias=torch.cat(biases) if biases[0] is not None else None,
-        q_norm=q_norm.weight if q_norm is not None else None,
-        k_norm=k_norm.weight if k_norm is not None else None,
+        qk_norm=qk_norm,
         out=attn.o_proj.weight,
         out_bias=attn.o_proj.bias,
         post_norm=block.post_attention_layernorm.weight,
@@ -63,14 +79,17 @@ def fused_layer(block: torch.nn.Module) -> Layer:
     )
 
 
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat([-x[..., half:], x[..., :half]], -1) * sin
+def rotate(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """RoPE on pair-ordered heads: x [B, T, heads, D] times rotation [B, T, 1, D / 2] (complex)."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * rotation).flatten(-2).to(x.dtype)
 
 
 def attention_mask(valid: torch.Tensor, length: int) -> torch.Tensor:
     """[B, 1, T, slots]: each of the last T slots sees the valid slots up to itself, and always itself
     (so padding rows stay finite)."""
+    if length == 1:  # one new token: it sees every valid slot, itself included
+        return valid[:, None, None, :]
     slots = valid.shape[1]
     key = torch.arange(slots, device=valid.device)[None]
     query = torch.arange(slots - length, slots, device=valid.device)[:, None]
@@ -88,12 +107,10 @@ class StaticDecoder:
         self.embed = inner.embed_tokens.weight
         self.norm = inner.norm.weight
         self.head = model.lm_head.weight
-        self.layers = [fused_layer(block) for block in inner.layers]
+        self.layers = [fused_layer(block, self.heads, self.kv_heads, self.head_dim) for block in inner.layers]
         rotary = inner.rotary_emb
-        freqs = torch.outer(torch.arange(max_len, device=self.embed.device).float(), rotary.inv_freq.float())
-        angles = torch.cat([freqs, freqs], -1)
-        self.cos = (angles.cos() * rotary.attention_scaling).to(self.embed.dtype)
-        self.sin = (angles.sin() * rotary.attention_scaling).to(self.embed.dtype)
+        angles = torch.outer(torch.arange(max_len, device=self.embed.device).float(), rotary.inv_freq.float())
+        self.rotations = torch.polar(torch.full_like(angles, rotary.attention_scaling), angles)
         shape = (len(self.layers), batch, self.kv_heads, max_len, self.head_dim)
         self.keys = torch.zeros(shape, dtype=self.embed.dtype, device=self.embed.device)
         self.values = torch.zeros_like(self.keys)
@@ -113,23 +130,22 @@ class StaticDecoder:
         end = valid.shape[1]
         start = end - length
         mask = attention_mask(valid, length)
-        cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
+        rotation = self.rotations[positions][:, :, None]
         x = F.embedding(ids, self.embed)
-        sizes = [self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim]
+        n_qk = (self.heads + self.kv_heads) * self.head_dim
         for i, layer in enumerate(self.layers):
             h = F.rms_norm(x, x.shape[-1:], layer.input_norm, self.eps)
-            q, k, v = F.linear(h, layer.qkv, layer.qkv_bias).split(sizes, -1)
-            q = q.view(batch, length, self.heads, self.head_dim)
-            k = k.view(batch, length, self.kv_heads, self.head_dim)
-            if layer.q_norm is not None:
-                q = F.rms_norm(q, q.shape[-1:], layer.q_norm, self.eps)
-                k = F.rms_norm(k, k.shape[-1:], layer.k_norm, self.eps)
-            q = rotate(q.transpose(1, 2), cos, sin)
-            self.keys[i, :, :, start:end] = rotate(k.transpose(1, 2), cos, sin)
-            self.values[i, :, :, start:end] = v.view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
+            qkv = F.linear(h, layer.qkv, layer.qkv_bias)
+            qk = qkv[..., :n_qk].unflatten(-1, (-1, self.head_dim))  # [B, T, heads + kv_heads, D]
+            if layer.qk_norm is not None:
+                qk = F.rms_norm(qk, qk.shape[-1:], None, self.eps) * layer.qk_norm
+            qk = rotate(qk, rotation).transpose(1, 2)
+            self.keys[i, :, :, start:end] = qk[:, self.heads :]
+            self.values[i, :, :, start:end] = qkv[..., n_qk:].unflatten(-1, (-1, self.head_dim)).transpose(1, 2)
             attn = F.scaled_dot_product_attention(
-                q, self.keys[i, :, :, :end], self.values[i, :, :, :end], attn_mask=mask, enable_gqa=True
-            )
+                qk[:, : self.heads], self.keys[i, :, :, :end], self.values[i, :, :, :end], attn_mask=mask,
+                enable_gqa=True,
+            )  # fmt: skip
             x = x + F.linear(attn.transpose(1, 2).reshape(batch, length, -1), layer.out, layer.out_bias)
             h = F.rms_norm(x, x.shape[-1:], layer.post_norm, self.eps)
             gate, up = F.linear(h, layer.gate_up).chunk(2, -1)

@@ -82,17 +82,16 @@ def pick_tokens(
         logp = torch.log_softmax(logits.float(), -1)
         token = logits.argmax(-1)
         return token, logp.gather(-1, token[:, None])[:, 0]
-    logp = torch.log_softmax(logits.float() / temperature, -1)
-    probs = logp.exp()
+    probs = torch.softmax(logits.float() / temperature, -1)
+    drawn = probs
     if top_p < 1.0:
         sorted_p, order = probs.sort(-1, descending=True)
         outside = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest prefix reaching top_p
-        sorted_p = sorted_p.masked_fill(outside, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    cdf = probs.cumsum(-1)  # inverse-CDF draw: several times faster than torch.multinomial on a CPU
+        drawn = torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(outside, 0.0))
+    cdf = drawn.cumsum(-1)  # inverse-CDF draw: several times faster than torch.multinomial on a CPU
     u = torch.rand((len(cdf), 1), generator=generator, device=cdf.device) * cdf[:, -1:]
     token = torch.searchsorted(cdf, u, right=True)[:, 0].clamp(max=cdf.shape[-1] - 1)
-    return token, logp.gather(-1, token[:, None])[:, 0]
+    return token, probs.gather(-1, token[:, None])[:, 0].log()
 
 
 class HFDecoder:
@@ -143,6 +142,7 @@ def sample_batch(
     position = (valid.cumsum(-1) - 1).clamp(min=0)
     logits = decoder.forward(ids, position, valid)
     position = position[:, -1:]
+    valid = torch.cat([valid, valid.new_ones((n, max_new_tokens))], 1)  # every sampled token is valid
     tokens = torch.full((n, max_new_tokens), eos_id, dtype=torch.long, device=ids.device)
     logprobs = torch.zeros((n, max_new_tokens), device=ids.device)
     rows = torch.arange(n, device=ids.device)  # the original index of each row still in the batch
@@ -158,9 +158,8 @@ def sample_batch(
             keep = (~done).nonzero()[:, 0]
             rows, token, position, valid, done = rows[keep], token[keep], position[keep], valid[keep], done[keep]
             decoder.keep_rows(keep)
-        valid = torch.cat([valid, valid.new_ones((len(rows), 1))], 1)
         position = position + 1
-        logits = decoder.forward(token[:, None], position, valid)
+        logits = decoder.forward(token[:, None], position, valid[:, : width + t + 1])
     return [
         rollout(prompt, toks, lps, eos_id) for prompt, toks, lps in zip(prompts, tokens.tolist(), logprobs.tolist())
     ]
