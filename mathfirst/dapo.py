@@ -40,6 +40,12 @@ def agg_loss(loss_mat: torch.Tensor, mask: torch.Tensor, mode: LossAgg = "token-
     return (per_seq * has_tokens).sum() / has_tokens.sum().clamp(min=1)
 
 
+def agg_units(mask: torch.Tensor, mode: LossAgg = "token-mean") -> torch.Tensor:
+    """What `agg_loss` divides by: tokens (token-mean) or sequences with tokens. Splitting a batch into parts
+    and weighting each part's `agg_loss` by its share of these units gives the whole batch's loss exactly."""
+    return mask.sum() if mode == "token-mean" else (mask.sum(-1) > 0).sum()
+
+
 def policy_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,

@@ -14,7 +14,15 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mathfirst.checkpoint import resume, save_checkpoint
 from mathfirst.config import RLConfig
-from mathfirst.dapo import agg_loss, group_advantages, informative_groups, kl_penalty, overlong_penalty, policy_loss
+from mathfirst.dapo import (
+    agg_loss,
+    agg_units,
+    group_advantages,
+    informative_groups,
+    kl_penalty,
+    overlong_penalty,
+    policy_loss,
+)
 from mathfirst.data.loaders import DataError, RLPrompt, load_rl_prompts
 from mathfirst.data.reasoning import SKILL_PREFIXES, detect_skills
 from mathfirst.data.world import generate_tasks
@@ -137,14 +145,28 @@ def pack(groups: list[Group], pad_id: int, mask_truncated: bool) -> dict[str, to
     return {"ids": ids, "mask": mask, "old_logp": old_logp, "adv": group_advantages(rewards, group_ids)}
 
 
-def token_logprobs(model: PreTrainedModel, ids: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-prob of each next token under softmax(logits / T), and the entropy there; aligned with `ids`."""
-    logits = model(input_ids=ids).logits[:, :-1].float() / temperature
+def token_logprobs(
+    model: PreTrainedModel, ids: torch.Tensor, temperature: float, start: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-prob of each next token under softmax(logits / T), and the entropy there (no gradient), aligned
+    with `ids`; only positions from `start` on are computed (the rest are 0), so prompts skip the LM head."""
+    keep = ids.shape[1] - start + 1
+    logits = model(input_ids=ids, logits_to_keep=keep).logits[:, :-1].float() / temperature
     logp_all = torch.log_softmax(logits, -1)
-    logp = logp_all.gather(-1, ids[:, 1:, None])[..., 0]
-    entropy = -(logp_all.exp() * logp_all).sum(-1)
-    pad = torch.zeros((ids.shape[0], 1), device=ids.device)
+    logp = logp_all.gather(-1, ids[:, start:, None])[..., 0]
+    with torch.no_grad():
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+    pad = torch.zeros((ids.shape[0], start), device=ids.device)
     return torch.cat([pad, logp], 1), torch.cat([pad, entropy], 1)
+
+
+def length_groups(mask: torch.Tensor, rows_per_group: int) -> list[tuple[torch.Tensor, int]]:
+    """(row indices, width) in groups of `rows_per_group` rows of similar length, each trimmed to its longest
+    response instead of the batch's; rows with nothing in the loss are left out."""
+    ends = torch.where(mask.any(-1), mask.shape[1] - mask.flip(-1).float().argmax(-1), 0)
+    order = ends.argsort()
+    order = order[ends[order] > 0]
+    return [(rows, int(ends[rows].max())) for rows in order.split(rows_per_group)]
 
 
 def update(
@@ -169,23 +191,30 @@ def update(
             rows = torch.cat(
                 [torch.arange(g * group_size, (g + 1) * group_size) for g in order[start:][: cfg.mini_batch_groups]]
             )
-            ids, mask, adv = batch["ids"][rows], batch["mask"][rows], batch["adv"][rows]
-            logp, entropy = token_logprobs(model, ids, cfg.temperature)
-            loss, s = policy_loss(
-                logp, old_logp[rows], adv, mask, cfg.clip_low, cfg.clip_high, cfg.clip_c, cfg.loss_agg
-            )
-            if ref_logp is not None and cfg.kl_coef > 0:
-                loss = loss + cfg.kl_coef * agg_loss(
-                    kl_penalty(logp, ref_logp[rows], cfg.kl_estimator), mask, cfg.loss_agg
-                )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            units = agg_units(batch["mask"][rows], cfg.loss_agg).clamp(min=1)
+            step_stats: dict[str, float] = {"loss": 0.0, "clip_frac": 0.0, "ppo_kl": 0.0, "entropy": 0.0}
+            for micro, width in length_groups(batch["mask"][rows], cfg.micro_batch_rows):
+                part = rows[micro]
+                ids, mask, adv = batch["ids"][part, :width], batch["mask"][part, :width], batch["adv"][part]
+                first = int(mask.any(0).float().argmax())  # the earliest response token in this part
+                logp, entropy = token_logprobs(model, ids, cfg.temperature, start=max(first, 1))
+                loss, s = policy_loss(
+                    logp, old_logp[part, :width], adv, mask, cfg.clip_low, cfg.clip_high, cfg.clip_c, cfg.loss_agg
+                )
+                if ref_logp is not None and cfg.kl_coef > 0:
+                    kl = kl_penalty(logp, ref_logp[part, :width], cfg.kl_estimator)
+                    loss = loss + cfg.kl_coef * agg_loss(kl, mask, cfg.loss_agg)
+                share = float(agg_units(mask, cfg.loss_agg) / units)  # this part's weight in the mini-batch loss
+                (loss * share).backward()
+                step_stats["loss"] += loss.item() * share
+                step_stats["clip_frac"] += s["clip_frac"] * share
+                step_stats["ppo_kl"] += s["ppo_kl"] * share
+                step_stats["entropy"] += float(agg_loss(entropy, mask, "token-mean")) * share
             stats["grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)))
             optimizer.step()
-            stats["loss"].append(loss.item())
-            stats["clip_frac"].append(s["clip_frac"])
-            stats["ppo_kl"].append(s["ppo_kl"])
-            stats["entropy"].append(float(agg_loss(entropy.detach(), mask, "token-mean")))
+            for k, v in step_stats.items():
+                stats[k].append(v)
     return {k: round(sum(v) / len(v), 5) for k, v in stats.items() if v}
 
 

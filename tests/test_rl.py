@@ -1,3 +1,4 @@
+import copy
 import random
 
 import pytest
@@ -73,6 +74,16 @@ def test_sampler_logprobs_are_the_old_policy(model_and_tok):
     assert torch.allclose(batch["old_logp"][m], fresh[m], atol=1e-4)
 
 
+def test_token_logprobs_from_a_later_start_match_the_full_pass(model_and_tok):
+    model, tok = model_and_tok
+    ids = torch.tensor([tok(CORPUS[0]).input_ids, tok(CORPUS[-1]).input_ids[:1] * len(tok(CORPUS[0]).input_ids)])
+    full_logp, full_entropy = token_logprobs(model, ids, 0.7)
+    logp, entropy = token_logprobs(model, ids, 0.7, start=5)
+    torch.testing.assert_close(logp[:, 5:], full_logp[:, 5:])
+    torch.testing.assert_close(entropy[:, 5:], full_entropy[:, 5:])
+    assert not logp[:, :5].any()
+
+
 def test_update_moves_probability_towards_rewarded_responses(model_and_tok):
     model, tok = model_and_tok
     task = RLPrompt("tiny/math", "math", "Compute 12 + 34.", "46")
@@ -90,6 +101,23 @@ def test_update_moves_probability_towards_rewarded_responses(model_and_tok):
         stats = update(model, None, optimizer, batch, 4, rl_cfg(), torch.Generator().manual_seed(0))
     assert mean_logp(0) > before_good and mean_logp(1) < before_bad
     assert {"loss", "clip_frac", "entropy", "ppo_kl", "grad_norm"} <= set(stats)
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"])
+def test_length_grouped_micro_batches_give_the_full_batch_update(model_and_tok, agg):
+    model, tok = model_and_tok
+    task = RLPrompt("tiny/math", "math", "Compute 12 + 34.", "46")
+    groups = fixed_groups(model, tok, task, "Answer: \\boxed{46}", "Who is the tallest? Ann Ann Ann Ann")
+    batch = pack(groups, tok.pad_token_id, False)
+    batch["old_logp"] = batch["old_logp"] + 0.05 * torch.randn(batch["old_logp"].shape)  # some ratios clip
+    after = []
+    for rows in (8, 3):  # one pass over all 8 rows, or parts of 3, 3 and 2 rows trimmed to their lengths
+        m = copy.deepcopy(model)
+        cfg = rl_cfg(mini_batch_groups=2, micro_batch_rows=rows, loss_agg=agg)
+        update(m, None, torch.optim.SGD(m.parameters(), lr=1.0), batch, 4, cfg, torch.Generator().manual_seed(0))
+        after.append(torch.cat([p.flatten() for p in m.parameters()]))
+    assert not torch.equal(after[0], torch.cat([p.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(after[0], after[1], atol=1e-6, rtol=1e-5)
 
 
 def test_dynamic_sampling_drops_uniform_groups_and_bounds_rounds(model_and_tok):
