@@ -24,7 +24,7 @@ from mathfirst.rewards import compute_scores
 from mathfirst.rewards.math_answer import verify_here
 from mathfirst.rl import Group, pack, update
 from mathfirst.rollout import decode, left_pad, rollout, sample_batch
-from mathfirst.sft import encode_chat, train
+from mathfirst.sft import encode_chats, train
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
 
 BENCHMARKS = Path(__file__).parent / "benchmarks"
@@ -55,7 +55,7 @@ def bench_weights() -> tuple[dict[str, torch.Tensor], PreTrainedTokenizerBase]:
     pairs = [(q, s) for q, s, _ in traces(tasks, TraceStyle(0.3, 0.2, 0.5), 0)]
     tok = train_tokenizer([f"{q}\n{s}" for q, s in pairs], 1024)
     model = build_tiny_model(BENCH_SHAPE, tok, 0)
-    examples = [encode_chat(tok, q, s, False, 512) for q, s in pairs]
+    examples = encode_chats(tok, pairs, False, 512)
     cfg = TrainConfig(
         steps=BENCH_PRETRAIN_STEPS, batch_size=16, lr=5e-3, warmup_steps=10, examples=len(pairs), save_every=10**6
     )

@@ -22,7 +22,7 @@ from mathfirst.eval.heldout import evaluate_heldout, print_eval
 from mathfirst.model import build_tiny_model, count_params, load_model, save_model
 from mathfirst.report import write_report
 from mathfirst.rl import train_rl
-from mathfirst.sft import encode_chat, train
+from mathfirst.sft import encode_chats, train
 from mathfirst.tokenizer import train_tokenizer
 
 console = Console()
@@ -121,7 +121,7 @@ def run_stage(cfg: RunConfig, out: Path, stage: str) -> dict:
         else:
             pairs = stage_examples(cfg, stage)
             max_len = cfg.model.max_seq_len
-            examples = [encode_chat(tokenizer, q, s, tcfg.loss_on_prompt, max_len) for q, s in pairs]
+            examples = encode_chats(tokenizer, pairs, tcfg.loss_on_prompt, max_len)
             console.print(f"[bold]{stage}[/]: {len(examples)} examples, {count_params(model):,} parameters")
             model = train(model, tokenizer, examples, tcfg, stage_dir, cfg.seed, stage)
         save_model(model, tokenizer, stage_dir)

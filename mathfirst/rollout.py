@@ -133,28 +133,32 @@ def sample_batch(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> list[Rollout]:
-    """The native sampler: one prefill of the left-padded prompts, then one cached forward per new token.
-    Finished rows leave the batch (and the cache) once they are a quarter of it, so a few long answers
-    do not drag the rest along."""
-    ids, valid = left_pad(prompts, pad_id, model.device)
-    n, width = ids.shape
-    decoder = StaticDecoder.build(model, n, width + max_new_tokens) or HFDecoder(model)
+    """The native sampler: one prefill of the distinct left-padded prompts (a group's G copies of a prompt
+    share it), then one cached forward per new token. Finished rows leave the batch (and the cache) once
+    they are a quarter of it, so a few long answers do not drag the rest along."""
+    distinct = {p: i for i, p in enumerate(dict.fromkeys(map(tuple, prompts)))}
+    ids, valid = left_pad([list(p) for p in distinct], pad_id, model.device)
+    width = ids.shape[1]
+    decoder = StaticDecoder.build(model, len(distinct), width + max_new_tokens) or HFDecoder(model)
     position = (valid.cumsum(-1) - 1).clamp(min=0)
     logits = decoder.forward(ids, position, valid)
-    position = position[:, -1:]
-    valid = torch.cat([valid, valid.new_ones((n, max_new_tokens))], 1)  # every sampled token is valid
+    copies = torch.tensor([distinct[tuple(p)] for p in prompts], device=ids.device)
+    decoder.keep_rows(copies)
+    logits, position = logits[copies], position[copies, -1:]
+    n = len(prompts)
+    valid = torch.cat([valid[copies], valid.new_ones((n, max_new_tokens))], 1)  # every sampled token is valid
     tokens = torch.full((n, max_new_tokens), eos_id, dtype=torch.long, device=ids.device)
     logprobs = torch.zeros((n, max_new_tokens), device=ids.device)
     rows = torch.arange(n, device=ids.device)  # the original index of each row still in the batch
     done = torch.zeros(n, dtype=torch.bool, device=ids.device)
     for t in range(max_new_tokens):
         token, logp = pick_tokens(logits, temperature, top_p, generator)
-        live = ~done
-        tokens[rows[live], t], logprobs[rows[live], t] = token[live], logp[live]
+        tokens[rows, t], logprobs[rows, t] = token, logp  # a finished row's extra tokens are cut at its EOS
         done = done | (token == eos_id)
-        if t + 1 == max_new_tokens or bool(done.all()):
+        finished = int(done.sum())
+        if t + 1 == max_new_tokens or finished == len(rows):
             break
-        if int(done.sum()) * 4 >= len(rows):
+        if finished * 4 >= len(rows):
             keep = (~done).nonzero()[:, 0]
             rows, token, position, valid, done = rows[keep], token[keep], position[keep], valid[keep], done[keep]
             decoder.keep_rows(keep)

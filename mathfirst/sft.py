@@ -13,20 +13,25 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from mathfirst.checkpoint import resume, save_checkpoint
 from mathfirst.config import TrainConfig
 from mathfirst.metrics import MetricsLog
-from mathfirst.tokenizer import chat_prompt_ids
 
 IGNORE = -100
 
 
-def encode_chat(
-    tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, loss_on_prompt: bool, max_len: int
-) -> tuple[list[int], list[int]]:
-    """Token ids of one chat turn and its labels (prompt tokens masked unless `loss_on_prompt`)."""
-    prompt_ids = chat_prompt_ids(tokenizer, prompt)
-    response_ids = tokenizer(response, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-    ids = (list(prompt_ids) + response_ids)[:max_len]
-    labels = (list(prompt_ids) if loss_on_prompt else [IGNORE] * len(prompt_ids)) + response_ids
-    return ids, labels[:max_len]
+def encode_chats(
+    tokenizer: PreTrainedTokenizerBase, pairs: list[tuple[str, str]], loss_on_prompt: bool, max_len: int
+) -> list[tuple[list[int], list[int]]]:
+    """Token ids of one-turn chats (prompt, response + EOS) and their labels (prompt tokens masked unless
+    `loss_on_prompt`), tokenized in one batch."""
+    chats = [[{"role": "user", "content": q}] for q, _ in pairs]
+    texts = tokenizer.apply_chat_template(chats, add_generation_prompt=True, tokenize=False)
+    prompts = tokenizer(texts, add_special_tokens=False).input_ids
+    responses = tokenizer([r for _, r in pairs], add_special_tokens=False).input_ids
+    out = []
+    for prompt_ids, response_ids in zip(prompts, responses):
+        response_ids = response_ids + [tokenizer.eos_token_id]
+        labels = (prompt_ids if loss_on_prompt else [IGNORE] * len(prompt_ids)) + response_ids
+        out.append(((prompt_ids + response_ids)[:max_len], labels[:max_len]))
+    return out
 
 
 def collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

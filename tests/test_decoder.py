@@ -63,8 +63,9 @@ def test_logits_equal_the_hf_forward(name):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_greedy_samples_equal_hf_generate(name):
     model = random_model(name)
-    ours = sample_batch(model, PROMPTS, 0, eos_id=3, max_new_tokens=16, temperature=0.0)
-    ids, valid = left_pad(PROMPTS, 0, model.device)
+    prompts = PROMPTS + PROMPTS[:2]  # repeated prompts share one prefill
+    ours = sample_batch(model, prompts, 0, eos_id=3, max_new_tokens=16, temperature=0.0)
+    ids, valid = left_pad(prompts, 0, model.device)
     with torch.inference_mode():
         ref = model.generate(
             input_ids=ids,
@@ -82,8 +83,12 @@ def test_greedy_samples_equal_hf_generate(name):
 def test_other_architectures_fall_back_to_the_hf_forward():
     model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=97, n_embd=32, n_layer=1, n_head=2)).eval()
     assert not supported(model) and StaticDecoder.build(model, 2, 8) is None
-    rollouts = sample_batch(model, PROMPTS, 0, eos_id=3, max_new_tokens=5, temperature=1.0)
+    prompts = PROMPTS + PROMPTS[:1]
+    rollouts = sample_batch(model, prompts, 0, eos_id=3, max_new_tokens=5, temperature=1.0)
     assert all(len(r.response_ids) == len(r.logprobs) > 0 for r in rollouts)
+    greedy = sample_batch(model, prompts, 0, eos_id=3, max_new_tokens=5, temperature=0.0)
+    alone = sample_batch(model, PROMPTS[:1], 0, eos_id=3, max_new_tokens=5, temperature=0.0)
+    assert greedy[0].response_ids == greedy[-1].response_ids == alone[0].response_ids
 
 
 def test_padding_rows_attend_only_to_themselves():

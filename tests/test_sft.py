@@ -4,7 +4,7 @@ from mathfirst.checkpoint import latest_checkpoint
 from mathfirst.config import ModelConfig, TrainConfig
 from mathfirst.metrics import read_metrics
 from mathfirst.model import build_tiny_model
-from mathfirst.sft import IGNORE, batch_indices, collate, encode_chat, lr_at, train
+from mathfirst.sft import IGNORE, batch_indices, collate, encode_chats, lr_at, train
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
 
 PAIRS = [(f"Compute {a} + 1.", f"Answer: \\boxed{{{a + 1}}}") for a in range(10)]
@@ -20,12 +20,14 @@ def setup():
 
 def test_sft_masks_the_prompt_and_pretraining_does_not():
     _, tok = setup()
-    ids, labels = encode_chat(tok, "Compute 3 + 1.", "Answer: \\boxed{4}", loss_on_prompt=False, max_len=100)
-    prompt_len = len(chat_prompt_ids(tok, "Compute 3 + 1."))
-    assert labels[:prompt_len] == [IGNORE] * prompt_len
-    assert labels[prompt_len:] == ids[prompt_len:] and ids[-1] == tok.eos_token_id
-    ids2, labels2 = encode_chat(tok, "Compute 3 + 1.", "Answer: \\boxed{4}", loss_on_prompt=True, max_len=100)
-    assert labels2 == ids2
+    pairs = [("Compute 3 + 1.", "Answer: \\boxed{4}"), ("Who is the tallest? Ann", "Ann")]
+    for (q, r), (ids, labels) in zip(pairs, encode_chats(tok, pairs, loss_on_prompt=False, max_len=100)):
+        prompt = chat_prompt_ids(tok, q)  # the batch tokenizes as the chat template does, one by one
+        assert ids == prompt + tok(r, add_special_tokens=False).input_ids + [tok.eos_token_id]
+        assert labels[: len(prompt)] == [IGNORE] * len(prompt) and labels[len(prompt) :] == ids[len(prompt) :]
+    ids, labels = encode_chats(tok, pairs[:1], loss_on_prompt=True, max_len=100)[0]
+    assert labels == ids
+    assert len(encode_chats(tok, pairs[:1], loss_on_prompt=True, max_len=5)[0][0]) == 5
 
 
 def test_collate_pads_right_and_ignores_padding():
@@ -42,7 +44,7 @@ def test_lr_warms_up_then_decays():
 
 def test_training_lowers_the_loss_and_logs_metrics(tmp_path):
     model, tok = setup()
-    examples = [encode_chat(tok, q, r, True, 64) for q, r in PAIRS]
+    examples = encode_chats(tok, PAIRS, True, 64)
     ids, labels = collate(examples, tok.pad_token_id)
     before = model(input_ids=ids, labels=labels).loss.item()
     cfg = TrainConfig(steps=30, batch_size=8, lr=1e-2, warmup_steps=2, examples=10, save_every=10, log_every=5)
@@ -58,7 +60,7 @@ def test_training_lowers_the_loss_and_logs_metrics(tmp_path):
 def test_resuming_from_a_mid_run_checkpoint_equals_uninterrupted_training(tmp_path):
     cfg = TrainConfig(steps=12, batch_size=4, lr=1e-2, warmup_steps=2, examples=10, save_every=6, log_every=6)
     model, tok = setup()
-    examples = [encode_chat(tok, q, r, True, 64) for q, r in PAIRS]
+    examples = encode_chats(tok, PAIRS, True, 64)
     full = train(model, tok, examples, cfg, tmp_path, seed=0, desc="full")
     # train() leaves its step-6 checkpoint behind, exactly what a run killed after step 6 leaves
     last = latest_checkpoint(tmp_path / "last")
