@@ -93,6 +93,8 @@ def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward:
         "actor_rollout_ref.actor.optim.weight_decay": rl.weight_decay,
         "actor_rollout_ref.actor.ppo_mini_batch_size": rl.mini_batch_groups,
         "actor_rollout_ref.actor.ppo_epochs": rl.ppo_epochs,
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": rl.micro_batch_rows,
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu": rl.micro_batch_rows,
         "actor_rollout_ref.actor.clip_ratio_low": rl.clip_low,
         "actor_rollout_ref.actor.clip_ratio_high": rl.clip_high,
         "actor_rollout_ref.actor.clip_ratio_c": rl.clip_c,
