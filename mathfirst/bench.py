@@ -28,12 +28,8 @@ from mathfirst.sft import encode_chats, train
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
 
 BENCHMARKS = Path(__file__).parent / "benchmarks"
-
-
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+BENCH_SHAPE = ModelConfig(hidden_size=128, num_layers=3, num_heads=4, num_kv_heads=2)  # configs/tiny.yaml's
+BENCH_PRETRAIN_STEPS = 150  # enough for answers in the tiny world's format that end with EOS
 
 
 def timed_count(fn) -> tuple[float, int]:
@@ -43,8 +39,8 @@ def timed_count(fn) -> tuple[float, int]:
     return time.perf_counter() - t0, count
 
 
-BENCH_SHAPE = ModelConfig(hidden_size=128, num_layers=3, num_heads=4, num_kv_heads=2)  # configs/tiny.yaml's
-BENCH_PRETRAIN_STEPS = 150  # enough for answers in the tiny world's format that end with EOS
+def timed(fn) -> float:
+    return timed_count(fn)[0]
 
 
 @functools.cache

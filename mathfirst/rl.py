@@ -169,6 +169,26 @@ def length_groups(mask: torch.Tensor, rows_per_group: int) -> list[tuple[torch.T
     return [(rows, int(ends[rows].max())) for rows in order.split(rows_per_group)]
 
 
+def part_loss(
+    model: PreTrainedModel,
+    batch: dict[str, torch.Tensor],
+    part: torch.Tensor,
+    width: int,
+    ref_logp: torch.Tensor | None,
+    cfg: RLConfig,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The DAPO loss over some rows of the batch, trimmed to `width` tokens, and its statistics."""
+    ids, mask, adv = batch["ids"][part, :width], batch["mask"][part, :width], batch["adv"][part]
+    first = int(mask.any(0).float().argmax())  # the earliest response token of these rows
+    logp, entropy = token_logprobs(model, ids, cfg.temperature, start=max(first, 1))
+    old_logp = batch["old_logp"][part, :width]
+    loss, stats = policy_loss(logp, old_logp, adv, mask, cfg.clip_low, cfg.clip_high, cfg.clip_c, cfg.loss_agg)
+    if ref_logp is not None and cfg.kl_coef > 0:
+        kl = kl_penalty(logp, ref_logp[part, :width], cfg.kl_estimator)
+        loss = loss + cfg.kl_coef * agg_loss(kl, mask, cfg.loss_agg)
+    return loss, stats | {"loss": loss.item(), "entropy": float(agg_loss(entropy, mask, "token-mean"))}
+
+
 def update(
     model: PreTrainedModel,
     ref_model: PreTrainedModel | None,
@@ -180,7 +200,6 @@ def update(
 ) -> dict[str, float]:
     """PPO epochs of clipped mini-batch updates over the kept groups; returns averaged statistics."""
     batch = {k: v.to(model.device) for k, v in batch.items()}
-    old_logp = batch["old_logp"]
     with torch.no_grad():
         ref_logp = token_logprobs(ref_model, batch["ids"], cfg.temperature)[0] if ref_model is not None else None
     n_groups = batch["ids"].shape[0] // group_size
@@ -193,24 +212,14 @@ def update(
             )
             optimizer.zero_grad(set_to_none=True)
             units = agg_units(batch["mask"][rows], cfg.loss_agg).clamp(min=1)
-            step_stats: dict[str, float] = {"loss": 0.0, "clip_frac": 0.0, "ppo_kl": 0.0, "entropy": 0.0}
+            step_stats = dict.fromkeys(("loss", "clip_frac", "ppo_kl", "entropy"), 0.0)
             for micro, width in length_groups(batch["mask"][rows], cfg.micro_batch_rows):
                 part = rows[micro]
-                ids, mask, adv = batch["ids"][part, :width], batch["mask"][part, :width], batch["adv"][part]
-                first = int(mask.any(0).float().argmax())  # the earliest response token in this part
-                logp, entropy = token_logprobs(model, ids, cfg.temperature, start=max(first, 1))
-                loss, s = policy_loss(
-                    logp, old_logp[part, :width], adv, mask, cfg.clip_low, cfg.clip_high, cfg.clip_c, cfg.loss_agg
-                )
-                if ref_logp is not None and cfg.kl_coef > 0:
-                    kl = kl_penalty(logp, ref_logp[part, :width], cfg.kl_estimator)
-                    loss = loss + cfg.kl_coef * agg_loss(kl, mask, cfg.loss_agg)
-                share = float(agg_units(mask, cfg.loss_agg) / units)  # this part's weight in the mini-batch loss
+                loss, part_stats = part_loss(model, batch, part, width, ref_logp, cfg)
+                share = float(agg_units(batch["mask"][part, :width], cfg.loss_agg) / units)  # weight in the mini-batch
                 (loss * share).backward()
-                step_stats["loss"] += loss.item() * share
-                step_stats["clip_frac"] += s["clip_frac"] * share
-                step_stats["ppo_kl"] += s["ppo_kl"] * share
-                step_stats["entropy"] += float(agg_loss(entropy, mask, "token-mean")) * share
+                for k, v in part_stats.items():
+                    step_stats[k] += v * share
             stats["grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)))
             optimizer.step()
             for k, v in step_stats.items():
