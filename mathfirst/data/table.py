@@ -20,19 +20,18 @@ def _table(rng: random.Random) -> tuple[list[str], list[str], list[list[int]]]:
     return names, cols, values
 
 
+def _row(cells: list) -> str:
+    return " | ".join(map(str, cells))
+
+
 def _render(names: list[str], cols: list[str], values: list[list[int]]) -> str:
-    rows = [f"name | {' | '.join(cols)}"] + [f"{n} | {' | '.join(map(str, v))}" for n, v in zip(names, values)]
-    return "\n".join(rows)
-
-
-def _row(values: list[int]) -> str:
-    return " | ".join(map(str, values))
+    return "\n".join([_row(["name", *cols])] + [_row([n, *v]) for n, v in zip(names, values)])
 
 
 def _cell(name: str, row: list[int], c: int, col: str, case: bool = False) -> Step:
     """Read one cell in two moves: copy the row, then take the column from it."""
     wrong = row[1 - c] if row[1 - c] != row[c] else row[c] % 9 + 1  # reading the wrong column is the natural slip
-    return Step(f"{name} | {_row(row)}, {col}", str(row[c]), str(wrong), case=case)
+    return Step(f"{_row([name, *row])}, {col}", str(row[c]), str(wrong), case=case)
 
 
 def lookup(rng: random.Random) -> Task:
