@@ -94,7 +94,7 @@ class RLConfig(Strict):
     dynamic_sampling: bool = True  # drop groups whose accuracies are all equal and sample more
     max_gen_rounds: int = Field(3, gt=0)  # sampling rounds per step at most, to fill the batch
     mini_batch_groups: int = Field(8, gt=0)  # groups per optimizer step
-    micro_batch_rows: int = Field(16, gt=0)  # rows per forward/backward, grouped by length; gradients accumulate
+    micro_batch_rows: int = Field(16, gt=0)  # responses per forward/backward, packed after their prompt
     ppo_epochs: int = Field(1, gt=0)
     rollout_batch_size: int = Field(128, gt=0)
     save_every: int = Field(10, gt=0)

@@ -142,7 +142,14 @@ def pack(groups: list[Group], pad_id: int, mask_truncated: bool) -> dict[str, to
             mask[i, p : p + n] = 1.0
     rewards = torch.tensor([x for g in groups for x in g.rewards])
     group_ids = [k for k, g in enumerate(groups) for _ in g.rollouts]
-    return {"ids": ids, "mask": mask, "old_logp": old_logp, "adv": group_advantages(rewards, group_ids)}
+    return {
+        "ids": ids,
+        "mask": mask,
+        "old_logp": old_logp,
+        "adv": group_advantages(rewards, group_ids),
+        "prompt_len": torch.tensor([len(r.prompt_ids) for r in rollouts]),
+        "response_len": torch.tensor([len(r.response_ids) for r in rollouts]),
+    }
 
 
 def token_logprobs(
@@ -160,33 +167,95 @@ def token_logprobs(
     return torch.cat([pad, logp], 1), torch.cat([pad, entropy], 1)
 
 
-def length_groups(mask: torch.Tensor, rows_per_group: int) -> list[tuple[torch.Tensor, int]]:
-    """(row indices, width) in groups of `rows_per_group` rows of similar length, each trimmed to its longest
-    response instead of the batch's; rows with nothing in the loss are left out."""
-    ends = torch.where(mask.any(-1), mask.shape[1] - mask.flip(-1).float().argmax(-1), 0)
-    order = ends.argsort()
-    order = order[ends[order] > 0]
-    return [(rows, int(ends[rows].max())) for rows in order.split(rows_per_group)]
+def prompt_chunks(batch: dict[str, torch.Tensor], groups: list[int], group_size: int, rows: int) -> list[torch.Tensor]:
+    """The batch rows of each group in chunks of at most `rows` responses to one prompt; rows with nothing in
+    the loss are left out."""
+    chunks = []
+    for g in groups:
+        members = torch.arange(g * group_size, (g + 1) * group_size)
+        members = members[batch["mask"][members].any(-1)]
+        if len(members):
+            prompt_len = int(batch["prompt_len"][members[0]])
+            prompts = batch["ids"][members, :prompt_len]
+            if (batch["prompt_len"][members] != prompt_len).any() or not (prompts == prompts[:1]).all():
+                raise ValueError(f"group {g}: its responses do not share one prompt")
+            chunks += list(members.split(rows))
+    return chunks
+
+
+def pack_chunks(batch: dict[str, torch.Tensor], chunks: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """One sequence per chunk: its prompt, then each of its responses at the positions it had after the prompt.
+    Returns the ids, positions, attention mask (a response sees the prompt and itself only), and per response
+    row its sequence, the positions whose logits predict its tokens, and the positions of those tokens."""
+    width = max(int(batch["prompt_len"][c[0]] + batch["response_len"][c].sum()) for c in chunks)
+    ids = torch.zeros((len(chunks), width), dtype=torch.long)
+    position = torch.zeros((len(chunks), width), dtype=torch.long)
+    segment = torch.full((len(chunks), width), -1)  # which response a token belongs to; -1: the prompt
+    reads = []
+    for k, chunk in enumerate(chunks):
+        p = int(batch["prompt_len"][chunk[0]])
+        ids[k, :p], position[k, :p] = batch["ids"][chunk[0], :p], torch.arange(p)
+        at = p
+        for j, row in enumerate(chunk.tolist()):
+            n = int(batch["response_len"][row])
+            ids[k, at : at + n], position[k, at : at + n] = batch["ids"][row, p : p + n], torch.arange(p, p + n)
+            segment[k, at : at + n] = j
+            reads.append((k, [p - 1, *range(at, at + n - 1)], list(range(at, at + n))))
+            at += n
+    same = (segment[:, None, :] == -1) | (segment[:, None, :] == segment[:, :, None])
+    allowed = (torch.ones(width, width, dtype=torch.bool).tril() & same) | torch.eye(width, dtype=torch.bool)
+    longest = max(len(r[1]) for r in reads)
+    seq = torch.tensor([[k] * longest for k, _, _ in reads])
+    predict = torch.tensor([at + [0] * (longest - len(at)) for _, at, _ in reads])
+    tokens = torch.tensor([at + [0] * (longest - len(at)) for _, _, at in reads])
+    return ids, position, allowed, seq, predict, tokens
+
+
+def shared_prompt_logprobs(
+    model: PreTrainedModel, batch: dict[str, torch.Tensor], chunks: list[torch.Tensor], temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs and entropies (no gradient) of the responses of `chunks`, one row per response, from its first
+    token on: a prompt goes through the model once for all its responses, and nothing is padded to a common
+    length but the packed sequences."""
+    ids, position, allowed, seq, predict, tokens = (t.to(model.device) for t in pack_chunks(batch, chunks))
+    bias = torch.zeros(allowed.shape, device=model.device).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    logits = model(input_ids=ids, attention_mask=bias[:, None], position_ids=position).logits
+    logp_all = torch.log_softmax(logits.float() / temperature, -1)
+    with torch.no_grad():
+        entropy = -(logp_all.exp() * logp_all).sum(-1)[seq, predict]
+    return logp_all[seq, predict, ids[seq, tokens]], entropy
 
 
 def part_loss(
     model: PreTrainedModel,
     batch: dict[str, torch.Tensor],
-    part: torch.Tensor,
-    width: int,
+    chunks: list[torch.Tensor],
     ref_logp: torch.Tensor | None,
     cfg: RLConfig,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The DAPO loss over some rows of the batch, trimmed to `width` tokens, and its statistics."""
-    ids, mask, adv = batch["ids"][part, :width], batch["mask"][part, :width], batch["adv"][part]
-    first = int(mask.any(0).float().argmax())  # the earliest response token of these rows
-    logp, entropy = token_logprobs(model, ids, cfg.temperature, start=max(first, 1))
-    old_logp = batch["old_logp"][part, :width]
+    """The DAPO loss over one micro-batch (chunks of responses sharing a prompt), and its statistics."""
+    logp, entropy = shared_prompt_logprobs(model, batch, chunks, cfg.temperature)
+    rows = torch.cat(chunks)
+    offset = torch.arange(logp.shape[1], device=logp.device)
+    index = (batch["prompt_len"][rows, None] + offset).clamp(max=batch["ids"].shape[1] - 1)  # into the batch
+    mask = batch["mask"][rows].gather(1, index) * (offset < batch["response_len"][rows, None])
+    old_logp, adv = batch["old_logp"][rows].gather(1, index), batch["adv"][rows]
     loss, stats = policy_loss(logp, old_logp, adv, mask, cfg.clip_low, cfg.clip_high, cfg.clip_c, cfg.loss_agg)
     if ref_logp is not None and cfg.kl_coef > 0:
-        kl = kl_penalty(logp, ref_logp[part, :width], cfg.kl_estimator)
+        kl = kl_penalty(logp, ref_logp[rows].gather(1, index), cfg.kl_estimator)
         loss = loss + cfg.kl_coef * agg_loss(kl, mask, cfg.loss_agg)
     return loss, stats | {"loss": loss.item(), "entropy": float(agg_loss(entropy, mask, "token-mean"))}
+
+
+def micro_batches(chunks: list[torch.Tensor], rows: int) -> list[list[torch.Tensor]]:
+    """Consecutive chunks holding up to `rows` responses together (at least one chunk each)."""
+    out: list[list[torch.Tensor]] = []
+    for chunk in chunks:
+        if out and sum(map(len, out[-1])) + len(chunk) <= rows:
+            out[-1].append(chunk)
+        else:
+            out.append([chunk])
+    return out
 
 
 def update(
@@ -207,16 +276,15 @@ def update(
     for _ in range(cfg.ppo_epochs):
         order = torch.randperm(n_groups, generator=rng)
         for start in range(0, n_groups, cfg.mini_batch_groups):
-            rows = torch.cat(
-                [torch.arange(g * group_size, (g + 1) * group_size) for g in order[start:][: cfg.mini_batch_groups]]
-            )
+            groups = order[start:][: cfg.mini_batch_groups].tolist()
+            rows = torch.cat([torch.arange(g * group_size, (g + 1) * group_size) for g in groups])
             optimizer.zero_grad(set_to_none=True)
             units = agg_units(batch["mask"][rows], cfg.loss_agg).clamp(min=1)
             step_stats = dict.fromkeys(("loss", "clip_frac", "ppo_kl", "entropy"), 0.0)
-            for micro, width in length_groups(batch["mask"][rows], cfg.micro_batch_rows):
-                part = rows[micro]
-                loss, part_stats = part_loss(model, batch, part, width, ref_logp, cfg)
-                share = float(agg_units(batch["mask"][part, :width], cfg.loss_agg) / units)  # weight in the mini-batch
+            chunks = prompt_chunks(batch, groups, group_size, cfg.micro_batch_rows)
+            for part in micro_batches(chunks, cfg.micro_batch_rows):
+                loss, part_stats = part_loss(model, batch, part, ref_logp, cfg)
+                share = float(agg_units(batch["mask"][torch.cat(part)], cfg.loss_agg) / units)  # its weight
                 (loss * share).backward()
                 for k, v in part_stats.items():
                     step_stats[k] += v * share

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mathfirst.config import ModelConfig, RLConfig
+from mathfirst.dapo import policy_loss
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.metrics import read_metrics
 from mathfirst.model import build_tiny_model
@@ -104,20 +105,42 @@ def test_update_moves_probability_towards_rewarded_responses(model_and_tok):
 
 
 @pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"])
-def test_length_grouped_micro_batches_give_the_full_batch_update(model_and_tok, agg):
+def test_shared_prompt_micro_batches_give_the_full_batch_update(model_and_tok, agg):
+    """Packing each prompt once with its responses (in micro-batches of any size) changes nothing: the update
+    equals one step on the loss of the whole right-padded batch."""
     model, tok = model_and_tok
-    task = RLPrompt("tiny/math", "math", "Compute 12 + 34.", "46")
-    groups = fixed_groups(model, tok, task, "Answer: \\boxed{46}", "Who is the tallest? Ann Ann Ann Ann")
-    batch = pack(groups, tok.pad_token_id, False)
+    math = RLPrompt("tiny/math", "math", "Compute 12 + 34.", "46")
+    logic = RLPrompt("tiny/logic", "logic", "Who is the tallest?", "Ann")
+    groups = fixed_groups(model, tok, math, "Answer: \\boxed{46}", "Who is the tallest? Ann Ann Ann Ann")[:1]
+    groups += fixed_groups(model, tok, logic, "Ann", "Compute 12 + 34.\nSubgoal: add the ones.")[:1]
+    groups[1].rollouts[2].truncated = True  # a response with nothing in the loss
+    batch = pack(groups, tok.pad_token_id, mask_truncated=True)
     batch["old_logp"] = batch["old_logp"] + 0.05 * torch.randn(batch["old_logp"].shape)  # some ratios clip
-    after = []
-    for rows in (8, 3):  # one pass over all 8 rows, or parts of 3, 3 and 2 rows trimmed to their lengths
+    cfg = rl_cfg(mini_batch_groups=2, loss_agg=agg)
+
+    reference = copy.deepcopy(model)
+    logp, _ = token_logprobs(reference, batch["ids"], cfg.temperature)
+    loss, _ = policy_loss(logp, batch["old_logp"], batch["adv"], batch["mask"], agg=agg)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(reference.parameters(), 1.0)
+    torch.optim.SGD(reference.parameters(), lr=1.0).step()
+    expected = torch.cat([p.flatten() for p in reference.parameters()])
+    assert not torch.equal(expected, torch.cat([p.flatten() for p in model.parameters()]))
+    for rows in (8, 3, 1):
         m = copy.deepcopy(model)
-        cfg = rl_cfg(mini_batch_groups=2, micro_batch_rows=rows, loss_agg=agg)
-        update(m, None, torch.optim.SGD(m.parameters(), lr=1.0), batch, 4, cfg, torch.Generator().manual_seed(0))
-        after.append(torch.cat([p.flatten() for p in m.parameters()]))
-    assert not torch.equal(after[0], torch.cat([p.flatten() for p in model.parameters()]))
-    torch.testing.assert_close(after[0], after[1], atol=1e-6, rtol=1e-5)
+        cfg_rows = cfg.model_copy(update={"micro_batch_rows": rows})
+        update(m, None, torch.optim.SGD(m.parameters(), lr=1.0), batch, 4, cfg_rows, torch.Generator().manual_seed(0))
+        torch.testing.assert_close(torch.cat([p.flatten() for p in m.parameters()]), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_a_group_whose_responses_have_different_prompts_is_refused(model_and_tok):
+    model, tok = model_and_tok
+    groups = fixed_groups(model, tok, RLPrompt("tiny/math", "math", "Compute 12 + 34.", "46"), "46", "no")[:1]
+    other = fixed_groups(model, tok, RLPrompt("tiny/math", "math", "Compute 1 + 2.", "3"), "3", "no")[0]
+    groups[0].rollouts[3] = other.rollouts[3]
+    batch = pack(groups, tok.pad_token_id, False)
+    with pytest.raises(ValueError, match="do not share one prompt"):
+        update(model, None, torch.optim.SGD(model.parameters(), lr=1.0), batch, 4, rl_cfg(), torch.Generator())
 
 
 def test_dynamic_sampling_drops_uniform_groups_and_bounds_rounds(model_and_tok):
