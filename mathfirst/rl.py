@@ -247,10 +247,10 @@ def part_loss(
     return loss, stats | {"loss": loss.item(), "entropy": float(agg_loss(entropy, mask, "token-mean"))}
 
 
-def micro_batches(chunks: list[torch.Tensor], rows: int) -> list[list[torch.Tensor]]:
-    """Consecutive chunks holding up to `rows` responses together (at least one chunk each)."""
+def micro_batches(batch: dict[str, torch.Tensor], chunks: list[torch.Tensor], rows: int) -> list[list[torch.Tensor]]:
+    """Chunks of similar packed length holding up to `rows` responses together (at least one chunk each)."""
     out: list[list[torch.Tensor]] = []
-    for chunk in chunks:
+    for chunk in sorted(chunks, key=lambda c: int(batch["prompt_len"][c[0]] + batch["response_len"][c].sum())):
         if out and sum(map(len, out[-1])) + len(chunk) <= rows:
             out[-1].append(chunk)
         else:
@@ -282,7 +282,7 @@ def update(
             units = agg_units(batch["mask"][rows], cfg.loss_agg).clamp(min=1)
             step_stats = dict.fromkeys(("loss", "clip_frac", "ppo_kl", "entropy"), 0.0)
             chunks = prompt_chunks(batch, groups, group_size, cfg.micro_batch_rows)
-            for part in micro_batches(chunks, cfg.micro_batch_rows):
+            for part in micro_batches(batch, chunks, cfg.micro_batch_rows):
                 loss, part_stats = part_loss(model, batch, part, ref_logp, cfg)
                 share = float(agg_units(batch["mask"][torch.cat(part)], cfg.loss_agg) / units)  # its weight
                 (loss * share).backward()
