@@ -1,4 +1,5 @@
 import random
+from collections import Counter
 
 import pytest
 
@@ -23,6 +24,17 @@ def test_train_and_heldout_never_share_a_task(domain):
     heldout = [t.uid for t in generate_tasks(domain, "heldout", 100, seed=0)]
     assert len(set(heldout)) == 100
     assert not train & set(heldout)
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_heldout_has_the_training_mix_of_levels_and_kinds(domain):
+    """Kinds with few distinct tasks are not crowded out of the held-out split by kinds with many."""
+    train = Counter((t.level, t.kind) for t in generate_tasks(domain, "train", 3000, seed=0))
+    heldout = Counter((t.level, t.kind) for t in generate_tasks(domain, "heldout", 120, seed=0))
+    per_level = Counter(level for (level, _), n in heldout.items() for _ in range(n))
+    assert per_level == {1: 40, 2: 40, 3: 40}
+    for kind, n in train.items():
+        assert heldout[kind] / 120 > 0.5 * n / 3000, kind
 
 
 @pytest.mark.parametrize("domain", DOMAINS)

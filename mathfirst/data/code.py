@@ -11,6 +11,11 @@ from mathfirst.data.schema import Task
 LEVELS = (1, 2, 3)
 OPS = {"plus": "+", "minus": "-", "times": "*"}
 COMPARE = {"greater than": ">", "less than": "<"}
+LOOP_OPENINGS = [
+    "Write a Python function f(xs) that returns",
+    "Define a Python function f(xs) that returns",
+    "Implement a Python function f(xs) that returns",
+]
 
 
 def _task(level: int, kind: str, question: str, body: str, wrong_body: str, goal: str, cases: list) -> Task:
@@ -85,7 +90,7 @@ def loop(rng: random.Random) -> Task:
     return _task(
         3,
         "loop",
-        f"Write a Python function f(xs) that returns {j} plus the {what} of the numbers in xs {word} {k}.",
+        f"{rng.choice(LOOP_OPENINGS)} {j} plus the {what} of the numbers in xs {word} {k}.",
         body,
         wrong,
         f"start at {j}, loop over xs and keep x {cmp} {k}.",

@@ -18,14 +18,14 @@ def _tf(b: bool) -> str:
 
 
 def propositional(rng: random.Random) -> Task:
-    env = {v: rng.random() < 0.5 for v in "pqr"}
-    a, b = rng.sample("pqr", 2)
+    env = {v: rng.random() < 0.5 for v in "pqrs"}
+    a, b = rng.sample("pqrs", 2)
     neg = rng.random() < 0.5
     op = rng.choice(["and", "or"])
     inner = not env[b] if neg else env[b]
     value = (env[a] and inner) if op == "and" else (env[a] or inner)
     b_text = f"not {b}" if neg else b
-    facts = ", ".join(f"{v} is {_tf(env[v])}" for v in "pqr")
+    facts = ", ".join(f"{v} is {_tf(env[v])}" for v in "pqrs")
     steps = [Step(v, _tf(env[v]), _tf(not env[v])) for v in (a, b)]  # read the facts first
     if neg:
         steps.append(Step(f"not {b}", _tf(inner), _tf(not inner)))
@@ -38,18 +38,16 @@ def propositional(rng: random.Random) -> Task:
 def ordering(rng: random.Random) -> Task:
     people = rng.sample(NAMES, 3)  # people[0] is the top
     comparative, superlative = rng.choice(RELATIONS)
-    facts = [f"{people[i]} is {comparative} than {people[i + 1]}." for i in range(len(people) - 1)]
-    rng.shuffle(facts)
-    order = sorted(people)
-    steps = []
-    for p in order:
-        i = people.index(p)
-        above = f"below {people[i - 1]}" if i else "below no one"
-        wrong = "below no one" if i else f"below {people[1]}"
-        steps.append(Step(p, above, wrong, case=True))
-    steps.append(Step(superlative, people[0], people[1]))
-    q = f"{' '.join(facts)} Who is the {superlative}?"
-    sol = Solution(subgoals=[f"find who has no one {comparative} than them."], steps=steps, answer=people[0])
+    pairs = [(people[i], people[i + 1]) for i in range(len(people) - 1)]
+    rng.shuffle(pairs)
+    facts = [f"{hi} is {comparative} than {lo}." for hi, lo in pairs]
+    steps = [Step(f"fact {i}", f"{hi} > {lo}", f"{lo} > {hi}", case=True) for i, (hi, lo) in enumerate(pairs, 1)]
+    below = [lo for _, lo in pairs]
+    steps.append(Step("below someone", ", ".join(below), ", ".join(hi for hi, _ in pairs)))
+    steps.append(Step(superlative, people[0], people[1]))  # the one name never below anyone
+    q = f"Who is the {superlative}? {' '.join(facts)}"
+    goal = "find who is never below anyone."
+    sol = Solution(subgoals=[goal], steps=steps, answer=people[0])
     return Task("logic", 2, "ordering", q, people[0], sol, chance=1 / len(people))
 
 

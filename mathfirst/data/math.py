@@ -90,7 +90,8 @@ def fraction_of(rng: random.Random) -> Task:
         answer=str(k * p),
         check=f"{k * p} × {q} / {p} = {n}",
     )
-    return Task("math", 3, "fraction_of", f"What is {p}/{q} of {n}?", str(k * p), sol)
+    question = rng.choice(["What is {f} of {n}?", "Find {f} of {n}.", "How much is {f} of {n}?"])
+    return Task("math", 3, "fraction_of", question.format(f=f"{p}/{q}", n=n), str(k * p), sol)
 
 
 GENERATORS = {1: [one_step], 2: [two_step], 3: [linear_equation, fraction_of]}

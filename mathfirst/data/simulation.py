@@ -9,7 +9,14 @@ from mathfirst.data.reasoning import Solution, Step
 from mathfirst.data.schema import Task
 
 LEVELS = (1, 2, 3)
-CYCLES = [["red", "green", "yellow"], ["north", "east", "south", "west"], ["spring", "summer", "autumn", "winter"]]
+CYCLES = [
+    ["red", "green", "yellow"],
+    ["north", "east", "south", "west"],
+    ["spring", "summer", "autumn", "winter"],
+    ["small", "medium", "large"],
+    ["low", "mid", "high"],
+]
+MACHINES = ["machine", "dial", "pointer", "switch", "robot", "lamp", "wheel", "counter"]
 
 
 def state_machine(rng: random.Random) -> Task:
@@ -21,24 +28,24 @@ def state_machine(rng: random.Random) -> Task:
         Step(f"after step {i}", s, cycle[(cycle.index(s) + 1) % len(cycle)], case=True) for i, s in enumerate(states, 1)
     ]
     loop = " -> ".join(cycle + [cycle[0]])
-    q = f"A machine cycles {loop}. It starts at {cycle[start]}. Where is it after {n} steps?"
+    q = f"A {rng.choice(MACHINES)} cycles {loop}. It starts at {cycle[start]}. Where is it after {n} steps?"
     sol = Solution(subgoals=[f"advance one state at a time, {n} times."], steps=steps, answer=states[-1])
     return Task("simulation", 1, "state_machine", q, states[-1], sol, chance=1 / len(cycle))
 
 
 def loop(rng: random.Random) -> Task:
     x0, k, n = rng.randint(1, 9), rng.randint(2, 9), rng.randint(2, 4)
-    op = rng.choice("+-")
+    op, v = rng.choice("+-"), rng.choice("xyzn")
     if op == "-":
         x0 += k * n
     x, steps = x0, []
     for i in range(n):
         new = x + k if op == "+" else x - k
-        steps.append(Step(f"i = {i}: x = {x} {op} {k}", str(new), near_miss(new, rng), case=True))
+        steps.append(Step(f"i = {i}: {v} = {x} {op} {k}", str(new), near_miss(new, rng), case=True))
         x = new
-    program = f"x = {x0}\nfor i in range({n}):\n    x = x {op} {k}\nprint(x)"
+    program = f"{v} = {x0}\nfor i in range({n}):\n    {v} = {v} {op} {k}\nprint({v})"
     q = f"What does this program print?\n{program}"
-    sol = Solution(subgoals=[f"run the loop {n} times, tracking x."], steps=steps, answer=str(x))
+    sol = Solution(subgoals=[f"run the loop {n} times, tracking {v}."], steps=steps, answer=str(x))
     return Task("simulation", 2, "loop", q, str(x), sol)
 
 

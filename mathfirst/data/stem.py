@@ -11,12 +11,27 @@ from mathfirst.data.schema import Task
 LEVELS = (1, 2, 3)
 LETTERS = "ABCD"
 
-CONVERSIONS = [
-    ("km", "m", 1000),
-    ("m", "cm", 100),
-    ("hours", "minutes", 60),
-    ("minutes", "seconds", 60),
-    ("kg", "g", 1000),
+CONVERSIONS = [  # (unit, its singular, smaller unit, factor)
+    ("km", "km", "m", 1000),
+    ("m", "m", "cm", 100),
+    ("m", "m", "mm", 1000),
+    ("cm", "cm", "mm", 10),
+    ("kg", "kg", "g", 1000),
+    ("g", "g", "mg", 1000),
+    ("L", "L", "mL", 1000),
+    ("hours", "hour", "minutes", 60),
+    ("minutes", "minute", "seconds", 60),
+]
+FORMULA_SUBJECTS = {
+    "speed": ["car", "train", "bus", "truck", "ship"],
+    "distance": ["cyclist", "boat", "runner", "horse", "plane"],
+    "force": ["mass", "cart", "box", "ball", "sled"],
+    "work": ["box", "crate", "sled", "cart", "trunk"],
+}
+CONVERT_WORDINGS = [
+    "Convert {n} {big} to {small}.",
+    "How many {small} are in {n} {big}?",
+    "Express {n} {big} in {small}.",
 ]
 UNITS = {
     "force": "newton",
@@ -32,16 +47,17 @@ UNITS = {
 
 
 def convert(rng: random.Random) -> Task:
-    big, small, factor = rng.choice(CONVERSIONS)
-    n = rng.randint(2, 9)
+    big, one, small, factor = rng.choice(CONVERSIONS)
+    n = rng.randint(2, 12)
     value = n * factor
     sol = Solution(
-        subgoals=[f"one {big[:-1] if big.endswith('s') else big} is {factor} {small}, so multiply by {factor}."],
+        subgoals=[f"one {one} is {factor} {small}, so multiply by {factor}."],
         steps=[Step(f"{n} × {factor}", str(value), str(value + factor))],
         answer=str(value),
         check=f"{value} / {factor} = {n}",
     )
-    return Task("stem", 1, "convert", f"Convert {n} {big} to {small}.", str(value), sol)
+    question = rng.choice(CONVERT_WORDINGS).format(n=n, big=big, small=small)
+    return Task("stem", 1, "convert", question, str(value), sol)
 
 
 def unit_choice(rng: random.Random) -> Task:
@@ -61,20 +77,24 @@ def unit_choice(rng: random.Random) -> Task:
     return Task("stem", 1, "unit_choice", q, gold, sol, chance=0.25)
 
 
-def formula(rng: random.Random) -> Task:
+def formula(rng: random.Random, kind: str) -> Task:
     a, b = rng.randint(2, 9), rng.randint(2, 9)
-    kind = rng.choice(["speed", "force", "work"])
+    thing = rng.choice(FORMULA_SUBJECTS[kind])
     if kind == "speed":
         d = a * b
-        q = f"A car travels {d} km in {b} hours. What is its speed in km/h?"
+        q = f"A {thing} travels {d} km in {b} hours. What is its speed in km/h?"
         goal, text, value = "use speed = distance / time.", f"speed = {d} / {b}", a
         check = f"{a} × {b} = {d}"
+    elif kind == "distance":
+        q = f"A {thing} moves at {a} km/h for {b} hours. How far does it go, in km?"
+        goal, text, value = "use distance = speed × time.", f"distance = {a} × {b}", a * b
+        check = f"{a * b} / {b} = {a}"
     elif kind == "force":
-        q = f"A {a} kg mass accelerates at {b} m/s^2. What force acts on it, in N?"
+        q = f"A {a} kg {thing} accelerates at {b} m/s^2. What force acts on it, in N?"
         goal, text, value = "use F = m × a.", f"F = {a} × {b}", a * b
         check = f"{a * b} / {b} = {a}"
     else:
-        q = f"A force of {a} N pushes a box {b} m. How much work is done, in J?"
+        q = f"A force of {a} N pushes a {thing} {b} m. How much work is done, in J?"
         goal, text, value = "use W = F × d.", f"W = {a} × {b}", a * b
         check = f"{a * b} / {a} = {b}"
     sol = Solution(
@@ -93,7 +113,11 @@ def heaviest(rng: random.Random) -> Task:
         return heaviest(rng)
     shown = [f"{g // 1000} kg" if g % 1000 == 0 else f"{g} g" for g in grams]
     gold = LETTERS[grams.index(max(grams))]
-    steps = [Step(f"{L}) {s}", f"{g} g", f"{g + 100} g", case=True) for L, s, g in zip(LETTERS, shown, grams)]
+    steps, leader = [], 0
+    for i, (L, s, g) in enumerate(zip(LETTERS, shown, grams)):  # keep a running leader: one comparison per step
+        steps.append(Step(f"{L}) {s}", f"{g} g", f"{g + 100} g", case=True))
+        leader = i if g > grams[leader] else leader
+        steps.append(Step("heaviest so far", f"{LETTERS[leader]} {grams[leader]} g", f"{L} {g} g"))
     wrong = rng.choice([L for L in LETTERS if L != gold])
     steps.append(Step("heaviest", gold, wrong))
     listing = " ".join(f"{L}) {s}" for L, s in zip(LETTERS, shown))
@@ -103,7 +127,23 @@ def heaviest(rng: random.Random) -> Task:
     return Task("stem", 3, "heaviest", f"Which is the heaviest? {listing}", gold, sol, chance=0.25)
 
 
-GENERATORS = {1: [convert, unit_choice], 2: [formula], 3: [heaviest]}
+def speed(rng: random.Random) -> Task:
+    return formula(rng, "speed")
+
+
+def distance(rng: random.Random) -> Task:
+    return formula(rng, "distance")
+
+
+def force(rng: random.Random) -> Task:
+    return formula(rng, "force")
+
+
+def work(rng: random.Random) -> Task:
+    return formula(rng, "work")
+
+
+GENERATORS = {1: [convert, unit_choice], 2: [speed, distance, force, work], 3: [heaviest]}
 
 
 def generate(rng: random.Random, level: int) -> Task:

@@ -25,7 +25,8 @@ def _row(cells: list) -> str:
 
 
 def _render(names: list[str], cols: list[str], values: list[list[int]]) -> str:
-    return "\n".join([_row(["name", *cols])] + [_row([n, *v]) for n, v in zip(names, values)])
+    rows = [_row(["name", *cols])] + [_row([n, *v]) for n, v in zip(names, values)]
+    return "\n".join(f"| {row} |" for row in rows)
 
 
 def _cell(name: str, row: list[int], c: int, col: str, case: bool = False) -> Step:
@@ -38,7 +39,7 @@ def lookup(rng: random.Random) -> Task:
     names, cols, values = _table(rng)
     r, c = rng.randrange(len(names)), rng.randrange(len(cols))
     value = values[r][c]
-    q = f"{_render(names, cols, values)}\nHow many {cols[c]} does {names[r]} have?"
+    q = f"How many {cols[c]} does {names[r]} have?\n{_render(names, cols, values)}"
     sol = Solution(
         subgoals=[f"find the row of {names[r]}, then the column {cols[c]}."],
         steps=[_cell(names[r], values[r], c, cols[c])],
@@ -54,9 +55,14 @@ def arg_max(rng: random.Random) -> Task:
     if column.count(max(column)) > 1:
         return arg_max(rng)
     best = names[column.index(max(column))]
-    steps = [_cell(n, row, c, cols[c], case=True) for n, row in zip(names, values)]
+    steps, leader = [], 0
+    for i, (n, row) in enumerate(zip(names, values)):  # keep a running leader: each step compares two numbers
+        steps.append(_cell(n, row, c, cols[c], case=True))
+        leader = i if column[i] > column[leader] else leader
+        shown = f"{names[leader]} {column[leader]}"
+        steps.append(Step("most so far", shown, f"{n} {row[c]}" if i != leader else f"{names[0]} {column[0]}"))
     steps.append(Step("most", best, rng.choice([n for n in names if n != best])))
-    q = f"{_render(names, cols, values)}\nWho has the most {cols[c]}?"
+    q = f"Who has the most {cols[c]}?\n{_render(names, cols, values)}"
     sol = Solution(subgoals=[f"compare the {cols[c]} of every row."], steps=steps, answer=best)
     return Task("table", 2, "arg_max", q, best, sol, chance=1 / len(names))
 
@@ -70,7 +76,7 @@ def total(rng: random.Random) -> Task:
     for v in column[1:]:
         steps.append(Step(f"{running} + {v}", str(running + v), near_miss(running + v, rng)))
         running += v
-    q = f"{_render(names, cols, values)}\nHow many {cols[c]} are there in total?"
+    q = f"How many {cols[c]} are there in total?\n{_render(names, cols, values)}"
     sol = Solution(
         subgoals=[f"add the {cols[c]} column row by row."],
         steps=steps,

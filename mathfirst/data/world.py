@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from types import ModuleType
 
 from mathfirst.data import code, logic, math, simulation, stem, table
@@ -37,28 +38,37 @@ def generate_one(domain: str, rng: random.Random, level: int) -> Task:
 def generate_tasks(domain: str, split: str, n: int, seed: int, levels: tuple[int, ...] = (1, 2, 3)) -> list[Task]:
     """`n` tasks of one domain and split, deterministic under `seed`.
 
-    The held-out split holds distinct tasks only; train tasks never hash into the held-out bucket.
+    Train tasks are drawn as the generators draw them (a random level, then a random kind) and never hash into
+    the held-out bucket. The held-out split holds distinct tasks only, as many of each level and, within a level,
+    of each kind as the training mix has on average, so a kind with few distinct tasks is not under-measured.
     """
     check_domain(domain)
     if split not in ("train", "heldout"):
         raise ValueError(f"unknown split {split!r}; choose train or heldout")
     rng = random.Random(f"{seed}/{domain}/{split}")
-    tasks: list[Task] = []
+    if split == "train":
+        tasks: list[Task] = []
+        while len(tasks) < n:
+            task = generate_one(domain, rng, rng.choice(levels))
+            if not is_heldout(task):
+                tasks.append(task)
+        return tasks
     seen: set[str] = set()
-    for _ in range(n * HELDOUT_BUCKETS * 50):
-        if len(tasks) == n:
-            break
-        task = generate_one(domain, rng, rng.choice(levels))
-        if is_heldout(task) != (split == "heldout"):
-            continue
-        if split == "heldout":
-            if task.uid in seen:
-                continue
-            seen.add(task.uid)
-        tasks.append(task)
-    if len(tasks) < n:
-        raise ValueError(f"{domain}: only {len(tasks)} distinct {split} tasks exist at levels {levels}, asked for {n}")
+    tasks = []
+    for i in range(n):  # levels in turn, and each level's kinds in turn
+        kinds = GENERATORS[domain].GENERATORS[levels[i % len(levels)]]
+        tasks.append(_new_heldout_task(domain, kinds[(i // len(levels)) % len(kinds)], rng, seen))
     return tasks
+
+
+def _new_heldout_task(domain: str, kind: Callable[[random.Random], Task], rng: random.Random, seen: set[str]) -> Task:
+    """A held-out task of one kind that is not in `seen` yet."""
+    for _ in range(HELDOUT_BUCKETS * 2000):
+        task = kind(rng)
+        if is_heldout(task) and task.uid not in seen:
+            seen.add(task.uid)
+            return task
+    raise ValueError(f"{domain}: too few distinct held-out {kind.__name__} tasks for this many held-out tasks")
 
 
 def traces(tasks: list[Task], style: TraceStyle, seed: int) -> list[tuple[str, str, bool]]:
