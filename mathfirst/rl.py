@@ -152,18 +152,15 @@ def pack(groups: list[Group], pad_id: int, mask_truncated: bool) -> dict[str, to
     }
 
 
-def token_logprobs(
-    model: PreTrainedModel, ids: torch.Tensor, temperature: float, start: int = 1
-) -> tuple[torch.Tensor, torch.Tensor]:
+def token_logprobs(model: PreTrainedModel, ids: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-prob of each next token under softmax(logits / T), and the entropy there (no gradient), aligned
-    with `ids`; only positions from `start` on are computed (the rest are 0), so prompts skip the LM head."""
-    keep = ids.shape[1] - start + 1
-    logits = model(input_ids=ids, logits_to_keep=keep).logits[:, :-1].float() / temperature
+    with `ids` (the first position, which nothing predicts, is 0)."""
+    logits = model(input_ids=ids).logits[:, :-1].float() / temperature
     logp_all = torch.log_softmax(logits, -1)
-    logp = logp_all.gather(-1, ids[:, start:, None])[..., 0]
+    logp = logp_all.gather(-1, ids[:, 1:, None])[..., 0]
     with torch.no_grad():
         entropy = -(logp_all.exp() * logp_all).sum(-1)
-    pad = torch.zeros((ids.shape[0], start), device=ids.device)
+    pad = torch.zeros((ids.shape[0], 1), device=ids.device)
     return torch.cat([pad, logp], 1), torch.cat([pad, entropy], 1)
 
 
@@ -206,8 +203,8 @@ def pack_chunks(batch: dict[str, torch.Tensor], chunks: list[torch.Tensor]) -> t
     allowed = (torch.ones(width, width, dtype=torch.bool).tril() & same) | torch.eye(width, dtype=torch.bool)
     longest = max(len(r[1]) for r in reads)
     seq = torch.tensor([[k] * longest for k, _, _ in reads])
-    predict = torch.tensor([at + [0] * (longest - len(at)) for _, at, _ in reads])
-    tokens = torch.tensor([at + [0] * (longest - len(at)) for _, _, at in reads])
+    predict = torch.tensor([pos + [0] * (longest - len(pos)) for _, pos, _ in reads])
+    tokens = torch.tensor([pos + [0] * (longest - len(pos)) for _, _, pos in reads])
     return ids, position, allowed, seq, predict, tokens
 
 

@@ -75,16 +75,6 @@ def test_sampler_logprobs_are_the_old_policy(model_and_tok):
     assert torch.allclose(batch["old_logp"][m], fresh[m], atol=1e-4)
 
 
-def test_token_logprobs_from_a_later_start_match_the_full_pass(model_and_tok):
-    model, tok = model_and_tok
-    ids = torch.tensor([tok(CORPUS[0]).input_ids, tok(CORPUS[-1]).input_ids[:1] * len(tok(CORPUS[0]).input_ids)])
-    full_logp, full_entropy = token_logprobs(model, ids, 0.7)
-    logp, entropy = token_logprobs(model, ids, 0.7, start=5)
-    torch.testing.assert_close(logp[:, 5:], full_logp[:, 5:])
-    torch.testing.assert_close(entropy[:, 5:], full_entropy[:, 5:])
-    assert not logp[:, :5].any()
-
-
 def test_update_moves_probability_towards_rewarded_responses(model_and_tok):
     model, tok = model_and_tok
     task = RLPrompt("tiny/math", "math", "Compute 12 + 34.", "46")
