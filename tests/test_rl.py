@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mathfirst.config import ModelConfig, RLConfig
-from mathfirst.dapo import policy_loss
+from mathfirst.dapo import agg_loss, kl_penalty, policy_loss
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.metrics import read_metrics
 from mathfirst.model import build_tiny_model
@@ -94,10 +94,13 @@ def test_update_moves_probability_towards_rewarded_responses(model_and_tok):
     assert {"loss", "clip_frac", "entropy", "ppo_kl", "grad_norm"} <= set(stats)
 
 
-@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"])
-def test_shared_prompt_micro_batches_give_the_full_batch_update(model_and_tok, agg):
+AGGS_AND_KL = [("token-mean", 0.0), ("seq-mean-token-mean", 0.0), ("seq-mean-token-sum", 0.0), ("token-mean", 0.5)]
+
+
+@pytest.mark.parametrize("agg, kl_coef", AGGS_AND_KL)
+def test_shared_prompt_micro_batches_give_the_full_batch_update(model_and_tok, agg, kl_coef):
     """Packing each prompt once with its responses (in micro-batches of any size) changes nothing: the update
-    equals one step on the loss of the whole right-padded batch."""
+    equals one step on the loss of the whole right-padded batch (with its KL term to a reference model)."""
     model, tok = model_and_tok
     math = RLPrompt("tiny/math", "math", "Compute 12 + 34.", "46")
     logic = RLPrompt("tiny/logic", "logic", "Who is the tallest?", "Ann")
@@ -106,11 +109,17 @@ def test_shared_prompt_micro_batches_give_the_full_batch_update(model_and_tok, a
     groups[1].rollouts[2].truncated = True  # a response with nothing in the loss
     batch = pack(groups, tok.pad_token_id, mask_truncated=True)
     batch["old_logp"] = batch["old_logp"] + 0.05 * torch.randn(batch["old_logp"].shape)  # some ratios clip
-    cfg = rl_cfg(mini_batch_groups=2, loss_agg=agg)
+    cfg = rl_cfg(mini_batch_groups=2, loss_agg=agg, kl_coef=kl_coef)
+    ref_model = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in ref_model.parameters():
+            p.add_(0.05 * torch.randn(p.shape))
+        ref_logp, _ = token_logprobs(ref_model, batch["ids"], cfg.temperature)
 
     reference = copy.deepcopy(model)
     logp, _ = token_logprobs(reference, batch["ids"], cfg.temperature)
     loss, _ = policy_loss(logp, batch["old_logp"], batch["adv"], batch["mask"], agg=agg)
+    loss = loss + kl_coef * agg_loss(kl_penalty(logp, ref_logp, cfg.kl_estimator), batch["mask"], agg)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(reference.parameters(), 1.0)
     torch.optim.SGD(reference.parameters(), lr=1.0).step()
@@ -119,7 +128,8 @@ def test_shared_prompt_micro_batches_give_the_full_batch_update(model_and_tok, a
     for rows in (8, 3, 1):
         m = copy.deepcopy(model)
         cfg_rows = cfg.model_copy(update={"micro_batch_rows": rows})
-        update(m, None, torch.optim.SGD(m.parameters(), lr=1.0), batch, 4, cfg_rows, torch.Generator().manual_seed(0))
+        optimizer = torch.optim.SGD(m.parameters(), lr=1.0)
+        update(m, ref_model, optimizer, batch, 4, cfg_rows, torch.Generator().manual_seed(0))
         torch.testing.assert_close(torch.cat([p.flatten() for p in m.parameters()]), expected, atol=1e-6, rtol=1e-5)
 
 
