@@ -46,15 +46,14 @@ def generate_tasks(domain: str, split: str, n: int, seed: int, levels: tuple[int
     if split not in ("train", "heldout"):
         raise ValueError(f"unknown split {split!r}; choose train or heldout")
     rng = random.Random(f"{seed}/{domain}/{split}")
+    tasks: list[Task] = []
     if split == "train":
-        tasks: list[Task] = []
         while len(tasks) < n:
             task = generate_one(domain, rng, rng.choice(levels))
             if not is_heldout(task):
                 tasks.append(task)
         return tasks
     seen: set[str] = set()
-    tasks = []
     for i in range(n):  # levels in turn, and each level's kinds in turn
         kinds = GENERATORS[domain].GENERATORS[levels[i % len(levels)]]
         tasks.append(_new_heldout_task(domain, kinds[(i // len(levels)) % len(kinds)], rng, seen))
