@@ -180,22 +180,30 @@ def prompt_chunks(batch: dict[str, torch.Tensor], groups: list[int], group_size:
     return chunks
 
 
+def packed_length(batch: dict[str, torch.Tensor], chunk: torch.Tensor) -> int:
+    """Tokens of a chunk packed as one sequence: its prompt once, then every response."""
+    return int(batch["prompt_len"][chunk[0]] + batch["response_len"][chunk].sum())
+
+
 def pack_chunks(batch: dict[str, torch.Tensor], chunks: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """One sequence per chunk: its prompt, then each of its responses at the positions it had after the prompt.
     Returns the ids, positions, attention mask (a response sees the prompt and itself only), and per response
     row its sequence, the positions whose logits predict its tokens, and the positions of those tokens."""
-    width = max(int(batch["prompt_len"][c[0]] + batch["response_len"][c].sum()) for c in chunks)
+    width = max(packed_length(batch, c) for c in chunks)
+    source = batch["ids"].cpu()  # built on the host: one copy, not one per row
+    prompt_lens, response_lens = batch["prompt_len"].tolist(), batch["response_len"].tolist()
     ids = torch.zeros((len(chunks), width), dtype=torch.long)
     position = torch.zeros((len(chunks), width), dtype=torch.long)
     segment = torch.full((len(chunks), width), -1)  # which response a token belongs to; -1: the prompt
     reads = []
     for k, chunk in enumerate(chunks):
-        p = int(batch["prompt_len"][chunk[0]])
-        ids[k, :p], position[k, :p] = batch["ids"][chunk[0], :p], torch.arange(p)
+        rows = chunk.tolist()
+        p = prompt_lens[rows[0]]
+        ids[k, :p], position[k, :p] = source[rows[0], :p], torch.arange(p)
         at = p
-        for j, row in enumerate(chunk.tolist()):
-            n = int(batch["response_len"][row])
-            ids[k, at : at + n], position[k, at : at + n] = batch["ids"][row, p : p + n], torch.arange(p, p + n)
+        for j, row in enumerate(rows):
+            n = response_lens[row]
+            ids[k, at : at + n], position[k, at : at + n] = source[row, p : p + n], torch.arange(p, p + n)
             segment[k, at : at + n] = j
             reads.append((k, [p - 1, *range(at, at + n - 1)], list(range(at, at + n))))
             at += n
@@ -247,7 +255,7 @@ def part_loss(
 def micro_batches(batch: dict[str, torch.Tensor], chunks: list[torch.Tensor], rows: int) -> list[list[torch.Tensor]]:
     """Chunks of similar packed length holding up to `rows` responses together (at least one chunk each)."""
     out: list[list[torch.Tensor]] = []
-    for chunk in sorted(chunks, key=lambda c: int(batch["prompt_len"][c[0]] + batch["response_len"][c].sum())):
+    for chunk in sorted(chunks, key=lambda c: packed_length(batch, c)):
         if out and sum(map(len, out[-1])) + len(chunk) <= rows:
             out[-1].append(chunk)
         else:
