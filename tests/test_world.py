@@ -2,7 +2,9 @@ import random
 from collections import Counter
 
 import pytest
+from tokenizers import pre_tokenizers
 
+from mathfirst.data import logic, table
 from mathfirst.data.reasoning import TraceStyle, detect_skills, render
 from mathfirst.data.schema import DOMAINS
 from mathfirst.data.world import generate_tasks, traces
@@ -64,6 +66,18 @@ def test_clean_traces_are_correct_and_uncorrected_slips_are_wrong(domain):
         assert ok and compute_score(row["data_source"], fixed, t.answer, row["extra_info"])["score"] == 1.0
         slipped, ok = render(t.solution, TraceStyle(1.0, 1.0, 0.0), rng)
         assert not ok and compute_score(row["data_source"], slipped, t.answer, row["extra_info"])["score"] == 0.0
+
+
+@pytest.mark.parametrize("domain", ["logic", "table"])
+def test_a_name_is_the_same_word_in_question_and_trace(domain):
+    """A byte-level BPE makes `Bob` at a line start and ` Bob` two tokens: the trace copies ` Bob`."""
+    words = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    names = {*logic.NAMES, *table.NAMES, *"pqrs"}
+    for t in generate_tasks(domain, "train", 300, seed=0):
+        trace, _ = render(t.solution, TraceStyle(1.0, 0.5, 1.0), random.Random(0))
+        in_question = {w for w, _ in words.pre_tokenize_str(t.question)}
+        for w, _ in words.pre_tokenize_str(trace):
+            assert w.lstrip("Ġ") not in names or w in in_question, (w, t.question, trace)
 
 
 def test_traces_share_one_language_with_four_skill_moves():

@@ -25,12 +25,13 @@ def propositional(rng: random.Random) -> Task:
     inner = not env[b] if neg else env[b]
     value = (env[a] and inner) if op == "and" else (env[a] or inner)
     b_text = f"not {b}" if neg else b
-    facts = ", ".join(f"{v} is {_tf(env[v])}" for v in "pqrs")
-    steps = [Step(v, _tf(env[v]), _tf(not env[v])) for v in (a, b)]  # read the facts first
+    facts = ", ".join(f"{v} = {_tf(env[v])}" for v in "pqrs")
+    # Each line starts with a word, so a variable is the same token (` q`) in the question and the trace.
+    steps = [Step(f"given {v}", _tf(env[v]), _tf(not env[v])) for v in (a, b)]  # read the facts first
     if neg:
-        steps.append(Step(f"not {b}", _tf(inner), _tf(not inner)))
-    steps.append(Step(f"{a} {op} {b_text}", _tf(value), _tf(not value)))
-    q = f"Given {facts}. Is ({a} {op} {b_text}) true or false?"
+        steps.append(Step(f"so not {b}", _tf(inner), _tf(not inner)))
+    steps.append(Step(f"so {a} {op} {b_text}", _tf(value), _tf(not value)))
+    q = f"What is {a} {op} {b_text}, given {facts}?"
     sol = Solution(subgoals=["evaluate the inner parts first."], steps=steps, answer=_tf(value))
     return Task("logic", 1, "propositional", q, _tf(value), sol, chance=0.5)
 
@@ -41,12 +42,19 @@ def ordering(rng: random.Random) -> Task:
     pairs = [(people[i], people[i + 1]) for i in range(len(people) - 1)]
     rng.shuffle(pairs)
     facts = [f"{hi} is {comparative} than {lo}." for hi, lo in pairs]
-    steps = [Step(f"fact {i}", f"{hi} > {lo}", f"{lo} > {hi}", case=True) for i, (hi, lo) in enumerate(pairs, 1)]
-    below = [lo for _, lo in pairs]
-    steps.append(Step("below someone", ", ".join(below), ", ".join(hi for hi, _ in pairs)))
-    steps.append(Step(superlative, people[0], people[1]))  # the one name never below anyone
+    top = pairs[0][0]
+    steps = [Step("fact 1", f"{top} > {pairs[0][1]}", f"{pairs[0][1]} > {top}", case=True)]
+    steps.append(Step("top so far", top, pairs[0][1]))
+    for i, (hi, lo) in enumerate(pairs[1:], 2):
+        steps.append(Step(f"fact {i}", f"{hi} > {lo}", f"{lo} > {hi}", case=True))
+        beaten = lo == top  # the top so far is below this fact's first name
+        same, different = ("same", "different") if beaten else ("different", "same")
+        steps.append(Step(f"compare {lo} to {top}", same, different))  # two names side by side
+        top = hi if beaten else top
+        steps.append(Step("top so far", top, lo if beaten else hi))
+    steps.append(Step(f"the {superlative}", people[0], people[1]))
     q = f"Who is the {superlative}? {' '.join(facts)}"
-    goal = "find who is never below anyone."
+    goal = "keep the one above everyone so far."
     sol = Solution(subgoals=[goal], steps=steps, answer=people[0])
     return Task("logic", 2, "ordering", q, people[0], sol, chance=1 / len(people))
 

@@ -93,7 +93,9 @@ def _finish(lines: list[str], sol: Solution, style: TraceStyle, rng: random.Rand
     if sol.check and not wrong and rng.random() < style.skill_rate:
         lines.append(f"Check: {sol.check}")
     answer = (sol.wrong_answer or sol.steps[-1].wrong) if wrong else sol.answer
-    lines.append(f"Answer: \\boxed{{{answer}}}")
+    # A word keeps its leading space (`\\boxed{ Bob}`): the same token as in the lines above it.
+    shown = f" {answer}" if answer[:1].isalpha() else answer
+    lines.append(f"Answer: \\boxed{{{shown}}}")
     return "\n".join(lines)
 
 

@@ -29,10 +29,14 @@ def _render(names: list[str], cols: list[str], values: list[list[int]]) -> str:
     return "\n".join(f"| {row} |" for row in rows)
 
 
-def _cell(name: str, row: list[int], c: int, col: str, case: bool = False) -> Step:
-    """Read one cell in two moves: copy the row, then take the column from it."""
+def _cell(name: str, row: list[int], c: int, col: str, case: bool = False, prefix: str = "") -> Step:
+    """Read one cell in two moves: copy the row, then take the column from it.
+
+    The copied row is written as in the table (`| Ann | 3 | 7 |`), after a word at a line start, so
+    that the name is the same token (` Ann`) in the question, the table and the trace.
+    """
     wrong = row[1 - c] if row[1 - c] != row[c] else row[c] % 9 + 1  # reading the wrong column is the natural slip
-    return Step(f"{_row([name, *row])}, {col}", str(row[c]), str(wrong), case=case)
+    return Step(f"{prefix}| {_row([name, *row])} |, {col}", str(row[c]), str(wrong), case=case)
 
 
 def lookup(rng: random.Random) -> Task:
@@ -42,7 +46,7 @@ def lookup(rng: random.Random) -> Task:
     q = f"How many {cols[c]} does {names[r]} have?\n{_render(names, cols, values)}"
     sol = Solution(
         subgoals=[f"find the row of {names[r]}, then the column {cols[c]}."],
-        steps=[_cell(names[r], values[r], c, cols[c])],
+        steps=[_cell(names[r], values[r], c, cols[c], prefix="row ")],
         answer=str(value),
     )
     return Task("table", 1, "lookup", q, str(value), sol)
