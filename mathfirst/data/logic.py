@@ -42,19 +42,13 @@ def ordering(rng: random.Random) -> Task:
     pairs = [(people[i], people[i + 1]) for i in range(len(people) - 1)]
     rng.shuffle(pairs)
     facts = [f"{hi} is {comparative} than {lo}." for hi, lo in pairs]
-    top = pairs[0][0]
-    steps = [Step("fact 1", f"{top} > {pairs[0][1]}", f"{pairs[0][1]} > {top}", case=True)]
-    steps.append(Step("top so far", top, pairs[0][1]))
-    for i, (hi, lo) in enumerate(pairs[1:], 2):
-        steps.append(Step(f"fact {i}", f"{hi} > {lo}", f"{lo} > {hi}", case=True))
-        beaten = lo == top  # the top so far is below this fact's first name
-        same, different = ("same", "different") if beaten else ("different", "same")
-        steps.append(Step(f"compare {lo} to {top}", same, different))  # two names side by side
-        top = hi if beaten else top
-        steps.append(Step("top so far", top, lo if beaten else hi))
+    steps = [Step(f"fact {i}", f"{hi} > {lo}", f"{lo} > {hi}", case=True) for i, (hi, lo) in enumerate(pairs, 1)]
+    for hi, _ in pairs:  # each first name: is it ever a second name?
+        below = any(lo == hi for _, lo in pairs)
+        steps.append(Step(f"is {hi} below someone", "yes" if below else "no", "no" if below else "yes"))
     steps.append(Step(f"the {superlative}", people[0], people[1]))
     q = f"Who is the {superlative}? {' '.join(facts)}"
-    goal = "keep the one above everyone so far."
+    goal = "find who is never below anyone."
     sol = Solution(subgoals=[goal], steps=steps, answer=people[0])
     return Task("logic", 2, "ordering", q, people[0], sol, chance=1 / len(people))
 
