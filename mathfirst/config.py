@@ -61,6 +61,7 @@ class TrainConfig(Strict):
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(20, ge=0)
     weight_decay: float = Field(0.0, ge=0)
+    optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon on the hidden matrices, AdamW on the rest
     examples: int = Field(ge=0)  # generated rows (0: only `files`)
     loss_on_prompt: bool = False  # pretraining may also learn the questions; SFT learns responses only
     replay: float = Field(0.0, ge=0, lt=1)  # share of examples replayed from the pretraining mixture

@@ -13,6 +13,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from mathfirst.checkpoint import resume, save_checkpoint
 from mathfirst.config import TrainConfig
 from mathfirst.metrics import MetricsLog
+from mathfirst.optim import make_optimizer
 
 IGNORE = -100
 
@@ -81,7 +82,7 @@ def train(
         model,
         tokenizer,
         stage_dir,
-        lambda m: torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)),
+        lambda m: make_optimizer(m, cfg),
         desc,
     )
     log = MetricsLog(stage_dir / "metrics.jsonl", resume_step=start)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mathfirst.config import RLConfig, RunConfig, TrainConfig
+from mathfirst.config import ConfigError, RLConfig, RunConfig, TrainConfig
 from mathfirst.curriculum import stage_examples
 from mathfirst.data.guru import mapped_if_guru
 from mathfirst.data.loaders import read_rows
@@ -124,6 +124,11 @@ def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward:
 
 def sft_overrides(cfg: RunConfig, sft: TrainConfig, folder: Path) -> dict[str, object]:
     """verl `sft_trainer` overrides (sft_trainer_engine.yaml) for the cold start."""
+    if sft.optimizer != "adamw":
+        raise ConfigError(
+            f"sft.optimizer: {sft.optimizer} has no verl counterpart (verl builds one torch optimizer over all "
+            "parameters; Muon takes 2-D matrices only): set sft.optimizer: adamw to export"
+        )
     return {
         "data.train_files": str(folder / "train.parquet"),
         "data.val_files": str(folder / "val.parquet"),
@@ -131,6 +136,7 @@ def sft_overrides(cfg: RunConfig, sft: TrainConfig, folder: Path) -> dict[str, o
         "data.train_batch_size": sft.batch_size,
         "data.max_length": cfg.model.max_seq_len,
         "data.truncation": "right",
+        "optim.optimizer": "AdamW",
         "optim.lr": sft.lr,
         "optim.weight_decay": sft.weight_decay,
         "optim.lr_warmup_steps": sft.warmup_steps,

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from mathfirst.checkpoint import latest_checkpoint
@@ -57,8 +58,11 @@ def test_training_lowers_the_loss_and_logs_metrics(tmp_path):
     assert latest_checkpoint(tmp_path / "last") is not None  # saved at 10 and 20
 
 
-def test_resuming_from_a_mid_run_checkpoint_equals_uninterrupted_training(tmp_path):
-    cfg = TrainConfig(steps=12, batch_size=4, lr=1e-2, warmup_steps=2, examples=10, save_every=6, log_every=6)
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resuming_from_a_mid_run_checkpoint_equals_uninterrupted_training(tmp_path, optimizer):
+    cfg = TrainConfig(
+        steps=12, batch_size=4, lr=1e-2, warmup_steps=2, examples=10, save_every=6, log_every=6, optimizer=optimizer
+    )
     model, tok = setup()
     examples = encode_chats(tok, PAIRS, True, 64)
     full = train(model, tok, examples, cfg, tmp_path, seed=0, desc="full")

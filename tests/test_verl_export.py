@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from mathfirst.config import load_config
+from mathfirst.config import ConfigError, load_config
 from mathfirst.dapo import overlong_penalty
 from mathfirst.verl_export import export_verl
 
@@ -20,7 +20,9 @@ ROOT = Path(__file__).parent.parent
 @pytest.fixture(scope="module")
 def export(tmp_path_factory):
     out = tmp_path_factory.mktemp("verl")
-    folders = export_verl(load_config(ROOT / "configs" / "smoke.yaml"), out)
+    cfg = load_config(ROOT / "configs" / "smoke.yaml")
+    cfg.sft.optimizer = "adamw"  # the tiny world's Muon has no verl counterpart (test below)
+    folders = export_verl(cfg, out)
     assert list(folders) == ["sft", "rl_math", "rl_joint"]  # pretrain is tiny-only: not exported
     return out
 
@@ -92,6 +94,11 @@ def test_overrides_compose_with_verl_and_its_reward_manager_scores_our_rows(expo
     expected = [(1.0 if ok else -1.0) + p for ok, p in zip(right, penalty)]
     assert result["reward_scores"] == pytest.approx(expected, abs=1e-5) and penalty[1] < 0
     assert {"acc", "score", "verifier"} <= set(result["reward_extra_keys"])
+
+
+def test_muon_sft_does_not_export_silently_as_adamw(tmp_path):
+    with pytest.raises(ConfigError, match="sft.optimizer: muon has no verl counterpart"):
+        export_verl(load_config(ROOT / "configs" / "smoke.yaml"), tmp_path)
 
 
 def test_engine_verl_needs_its_extra_and_a_real_model(tmp_path):
