@@ -78,11 +78,12 @@ class MuonAdamW(torch.optim.Optimizer):
 
 
 def hidden_matrices(model: PreTrainedModel) -> list[torch.nn.Parameter]:
-    """The 2-D weights inside the network: every matrix but the token embeddings and the output head."""
-    embeddings = {id(model.get_input_embeddings().weight)}
+    """The 2-D weights inside the network: every matrix but the embedding tables and the output head."""
+    tables = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding)]
     if model.get_output_embeddings() is not None:
-        embeddings.add(id(model.get_output_embeddings().weight))
-    return [p for p in model.parameters() if p.ndim == 2 and id(p) not in embeddings]
+        tables.append(model.get_output_embeddings().weight)
+    skip = {id(t) for t in tables}
+    return [p for p in model.parameters() if p.ndim == 2 and id(p) not in skip]
 
 
 def make_optimizer(model: PreTrainedModel, cfg: TrainConfig) -> torch.optim.Optimizer:

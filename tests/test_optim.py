@@ -58,3 +58,13 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_embeddings_and_norms():
     assert "model.embed_tokens.weight" in {names[id(p)] for p in rest["params"]}  # tied to the output head
     assert len(hidden_matrices(model)) == 2 * 7  # q, k, v, o, gate, up, down per layer
     assert isinstance(make_optimizer(model, TrainConfig(steps=1, examples=1)), torch.optim.AdamW)
+
+
+def test_no_embedding_table_goes_to_muon_in_other_architectures():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=1, n_head=2))
+    hidden = {id(p) for p in hidden_matrices(model)}
+    names = {n for n, p in model.named_parameters() if id(p) in hidden}
+    assert "transformer.wpe.weight" not in names and "transformer.wte.weight" not in names  # position table too
+    assert "transformer.h.0.attn.c_attn.weight" in names
