@@ -39,7 +39,7 @@ class MuonAdamW(torch.optim.Optimizer):
         super().__init__(groups, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, muon=False))
 
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: ANN001, ANN201 (torch's signature)
+    def step(self, closure: None = None) -> None:  # no closure: the loss is computed before the step
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             for p in params:
