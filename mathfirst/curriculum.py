@@ -14,14 +14,14 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from mathfirst.analysis import analyze_run
 from mathfirst.checkpoint import write_json_atomic
 from mathfirst.config import RL_STAGES, STAGES, ConfigError, RunConfig, dump_config, load_config
+from mathfirst.data.assemble import rl_prompts, stage_examples, stage_seed
+from mathfirst.data.gym import check_gym
 from mathfirst.data.loaders import load_rl_prompts, load_sft_pairs
-from mathfirst.data.reasoning import TraceStyle
-from mathfirst.data.schema import DOMAINS
-from mathfirst.data.world import generate_tasks, traces
 from mathfirst.eval.heldout import evaluate_heldout, print_eval
 from mathfirst.model import build_tiny_model, count_params, load_model, save_model
 from mathfirst.report import write_report
 from mathfirst.rl import train_rl
+from mathfirst.self_distill import self_distilled_pairs
 from mathfirst.sft import encode_chats, train
 from mathfirst.tokenizer import train_tokenizer
 
@@ -45,39 +45,18 @@ def prepare_run_dir(cfg: RunConfig, out: Path, resume: bool) -> RunConfig:
     return cfg
 
 
-def generated_pairs(cfg: RunConfig, domains: list[str], n: int, style: TraceStyle, seed: int) -> list[tuple[str, str]]:
-    """`n` (question, worked solution) pairs of the tiny world, spread evenly over `domains`."""
-    pairs = []
-    for domain in domains:
-        tasks = generate_tasks(domain, "train", -(-n // len(domains)), seed, tuple(cfg.world.levels))
-        pairs += [(q, s) for q, s, _ in traces(tasks, style, seed)]
-    return pairs
-
-
-def stage_examples(cfg: RunConfig, stage: str) -> list[tuple[str, str]]:
-    """The rows of a supervised stage: generated traces of its domains, replayed pretraining rows, its data files."""
-    tcfg, w = getattr(cfg, stage), cfg.world
-    pretrain_style = TraceStyle(w.pretrain_skill_rate, w.pretrain_slip_rate, w.pretrain_corrected_share)
-    style = (
-        pretrain_style if stage == "pretrain" else TraceStyle(w.sft_skill_rate, w.sft_slip_rate, w.sft_corrected_share)
-    )
-    pairs = generated_pairs(cfg, tcfg.domains, tcfg.examples, style, cfg.seed + STAGES.index(stage))
-    if tcfg.replay:  # fresh pretraining-style rows of all pretraining domains, against forgetting
-        n_replay = round(len(pairs) * tcfg.replay / (1 - tcfg.replay))
-        domains = cfg.pretrain.domains if cfg.pretrain else list(DOMAINS)
-        pairs += generated_pairs(cfg, domains, n_replay, pretrain_style, cfg.seed + 100)
-    for path in tcfg.files:
-        pairs += load_sft_pairs(path)
-    return pairs
-
-
 def check_inputs(cfg: RunConfig) -> None:
     """Check the starting model and read every data file up front, so bad input fails before the run folder
     is touched."""
     if cfg.model.init != "tiny" and not (Path(cfg.model.init) / "config.json").is_file():
         raise ConfigError(f"model.init: {cfg.model.init} is not a local Hugging Face model folder (no config.json)")
+    check_gym(cfg.eval.reasoning_gym)
     for stage in cfg.stages:
-        for path in getattr(cfg, stage).files:
+        scfg = getattr(cfg, stage)
+        distill = getattr(scfg, "self_distill", None)
+        check_gym(getattr(scfg, "reasoning_gym", None))
+        check_gym(distill.reasoning_gym if distill else None)
+        for path in scfg.files:
             load_rl_prompts(path) if stage in RL_STAGES else load_sft_pairs(path)
 
 
@@ -116,10 +95,13 @@ def run_stage(cfg: RunConfig, out: Path, stage: str) -> dict:
         t0 = time.perf_counter()
         if stage in RL_STAGES:
             console.print(f"[bold]{stage}[/]: DAPO on {', '.join(tcfg.domains)}, {count_params(model):,} parameters")
-            seed = cfg.seed + STAGES.index(stage)
-            model = train_rl(model, tokenizer, tcfg, tuple(cfg.world.levels), stage_dir, seed, stage)
+            model = train_rl(model, tokenizer, tcfg, rl_prompts(cfg, stage), stage_dir, stage_seed(cfg, stage), stage)
         else:
             pairs = stage_examples(cfg, stage)
+            if tcfg.self_distill is not None:
+                pairs += self_distilled_pairs(model, tokenizer, cfg, tcfg.self_distill, stage_dir)
+            if not pairs:
+                raise ConfigError(f"{stage}: no training rows (set `examples`, `files` or `self_distill`)")
             max_len = cfg.model.max_seq_len
             examples = encode_chats(tokenizer, pairs, tcfg.loss_on_prompt, max_len)
             console.print(f"[bold]{stage}[/]: {len(examples)} examples, {count_params(model):,} parameters")
@@ -136,9 +118,26 @@ def run_stage(cfg: RunConfig, out: Path, stage: str) -> dict:
         write_json_atomic(
             stage_dir / "eval.json", {"stage": stage, "domains": results, "seconds": round(time.perf_counter() - t0, 1)}
         )
+    if cfg.eval.benchmarks and not (stage_dir / "bench.json").is_file():
+        evaluate_stage_benchmarks(cfg, stage_dir)
     results = load_json(stage_dir / "eval.json")["domains"]
     print_eval(stage, results)
     return results
+
+
+def evaluate_stage_benchmarks(cfg: RunConfig, stage_dir: Path) -> None:
+    """Greedy accuracy on the configured shipped benchmarks into stage_dir/bench.json (responses cached beside
+    it, so a killed eval resumes)."""
+    from mathfirst.eval.backends import LocalBackend
+    from mathfirst.eval.benchmarks import evaluate_benchmarks, print_results
+
+    ecfg, partial = cfg.eval, stage_dir / "bench.tmp.json"
+    backend = LocalBackend(str(stage_dir), ecfg.batch_size)
+    report = evaluate_benchmarks(
+        backend, ecfg.benchmarks, partial, max_tokens=ecfg.max_new_tokens, limit=ecfg.benchmark_limit, seed=cfg.seed
+    )
+    print_results(report)
+    partial.rename(stage_dir / "bench.json")
 
 
 def reuse_stages(cfg: RunConfig, out: Path, source: Path) -> list[str]:

@@ -30,6 +30,7 @@ class Run:
     evals: dict[str, dict]  # stage -> domain -> {greedy, mean@k, chance, n}
     metrics: dict[str, list[dict]]  # RL stage -> metrics rows
     skills: dict[str, dict]  # stage -> domain -> skill -> {rate, lo, hi}
+    benchmarks: dict[str, dict]  # stage -> benchmark -> {accuracy, ci95, n} (eval.benchmarks)
 
 
 def load_run(path: Path) -> Run:
@@ -43,7 +44,12 @@ def load_run(path: Path) -> Run:
     metrics = {s: read_metrics(path / s / "metrics.jsonl") for s in RL_STAGES if (path / s / "metrics.jsonl").is_file()}
     skills_file = path / "skills.json"
     skills = json.loads(skills_file.read_text()) if skills_file.is_file() else analyze_run(path)
-    return Run(path, path.name, evals, metrics, skills["stages"])
+    benchmarks = {
+        s: json.loads((path / s / "bench.json").read_text())["benchmarks"]
+        for s in STAGES
+        if (path / s / "bench.json").is_file()
+    }
+    return Run(path, path.name, evals, metrics, skills["stages"], benchmarks)
 
 
 def pct(x: float | None) -> str:
@@ -73,6 +79,19 @@ def accuracy_table(run: Run) -> Table:
         [d, pct(run.evals[stages[0]][d]["chance"])] + [pct(run.evals[s][d]["greedy"]) for s in stages] for d in domains
     ]
     return Table(["domain", "chance"] + stages, rows)
+
+
+def benchmark_table(run: Run) -> Table:
+    """Greedy accuracy on each benchmark after each stage, with its 95% Wilson interval."""
+    stages = list(run.benchmarks)
+    names = list(next(iter(run.benchmarks.values())))
+
+    def cell(r: dict) -> str:
+        lo, hi = r["ci95"]
+        return f"{pct(r['accuracy'])} [{pct(lo)}, {pct(hi)}]"
+
+    rows = [[b, str(run.benchmarks[stages[0]][b]["n"])] + [cell(run.benchmarks[s][b]) for s in stages] for b in names]
+    return Table(["benchmark", "n"] + stages, rows)
 
 
 def mean_key(run: Run) -> str | None:
@@ -244,6 +263,8 @@ def write_report(paths: list[Path]) -> tuple[Path, Path]:
         ("Held-out accuracy (greedy) per domain and stage", [accuracy_table(main), figures[0]]),
         ("Held-out accuracy, mean over sampled responses", [mean_at_k_table(main)]),
     ]
+    if main.benchmarks:
+        sections.append(("Benchmarks (greedy, 95% interval)", [benchmark_table(main)]))
     if main.metrics:
         sections.append(("RL training", [rl_summary_table(main), figures[1]]))
     sections.append(("Cognitive skills per domain and stage", [skills_table(main), figures[-1]]))

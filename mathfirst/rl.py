@@ -23,15 +23,12 @@ from mathfirst.dapo import (
     overlong_penalty,
     policy_loss,
 )
-from mathfirst.data.loaders import DataError, RLPrompt, load_rl_prompts
+from mathfirst.data.loaders import RLPrompt
 from mathfirst.data.reasoning import SKILL_PREFIXES, detect_skills
-from mathfirst.data.world import generate_tasks
 from mathfirst.metrics import MetricsLog
 from mathfirst.rewards import compute_scores
 from mathfirst.rollout import Rollout, decode, sample
 from mathfirst.tokenizer import chat_prompt_ids
-
-POOL_PER_DOMAIN = 4000  # training tasks drawn per domain; the world has many more, this bounds set-up time
 
 
 @dataclass
@@ -43,23 +40,6 @@ class Group:
     scores: list[float]
     rewards: list[float]
     texts: list[str]
-
-
-def task_pools(cfg: RLConfig, levels: tuple[int, ...], seed: int) -> dict[str, list[RLPrompt]]:
-    """Prompts per domain: generated tiny-world tasks (`generated: true`) plus the rows of `files`."""
-    pools: dict[str, list[RLPrompt]] = {d: [] for d in cfg.domains}
-    if cfg.generated:
-        for d in cfg.domains:
-            tasks = generate_tasks(d, "train", POOL_PER_DOMAIN, seed, levels)
-            pools[d] = [RLPrompt(f"tiny/{d}", d, t.question, t.answer) for t in tasks]
-    for path in cfg.files:
-        for p in load_rl_prompts(path):
-            if p.domain in pools:
-                pools[p.domain].append(p)
-    empty = [d for d, pool in pools.items() if not pool]
-    if empty:
-        raise DataError(f"no RL prompts for domain(s) {', '.join(empty)}: enable `generated` or add `files`")
-    return pools
 
 
 def pick_tasks(pools: dict[str, list[RLPrompt]], cfg: RLConfig, n: int, rng: random.Random) -> list[RLPrompt]:
@@ -334,12 +314,13 @@ def train_rl(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     cfg: RLConfig,
-    levels: tuple[int, ...],
+    pools: dict[str, list[RLPrompt]],
     stage_dir: Path,
     seed: int,
     desc: str,
 ) -> PreTrainedModel:
-    """Run cfg.steps DAPO steps, resuming from stage_dir/last when a checkpoint is there."""
+    """Run cfg.steps DAPO steps on prompts drawn from `pools` (per domain), resuming from stage_dir/last when a
+    checkpoint is there."""
     ref_model = None
     if cfg.kl_coef > 0:
         ref_model = type(model)(model.config).eval()
@@ -352,7 +333,6 @@ def train_rl(
         desc,
     )
     log = MetricsLog(stage_dir / "metrics.jsonl", resume_step=start)
-    pools = task_pools(cfg, levels, seed)
     bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, dynamic_ncols=True)
     for step in bar:
         t0 = time.perf_counter()

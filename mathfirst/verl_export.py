@@ -15,15 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mathfirst.config import ConfigError, RLConfig, RunConfig, TrainConfig
-from mathfirst.curriculum import stage_examples
-from mathfirst.data.guru import mapped_if_guru
-from mathfirst.data.loaders import read_rows
-from mathfirst.data.world import generate_tasks
+from mathfirst.data.assemble import heldout_prompts, rl_prompts, stage_examples
+from mathfirst.data.loaders import RLPrompt
+from mathfirst.data.schema import REWARD_STYLE
 
 EXPORTED_STAGES = ("sft", "rl_math", "rl_joint")
 ENTRY = {"sft": "verl.trainer.sft_trainer", "rl_math": "verl.trainer.main_ppo", "rl_joint": "verl.trainer.main_ppo"}
 MODEL_KEY = {"sft": "model.path", "rl_math": "actor_rollout_ref.model.path", "rl_joint": "actor_rollout_ref.model.path"}
-RL_ROWS_PER_DOMAIN = 4000  # generated tiny-world prompts per domain and stage
 REWARD_PY = """\"\"\"The reward verl calls: mathfirst's verifiers as DAPO's +1 / -1 (verl's signature).\"\"\"
 
 from mathfirst.rewards import dapo_score as compute_score  # noqa: F401
@@ -161,23 +159,25 @@ def source_of(key: str, stage: str) -> str:
     return "config" if stage == "sft" else "recipe"
 
 
-def rl_rows(cfg: RunConfig, rl: RLConfig) -> tuple[list[dict], list[dict]]:
-    """Train and val rows for a DAPO stage: generated tiny-world tasks and/or the config's files (Guru or verl)."""
-    train, val = [], []
-    if rl.generated:
-        levels = tuple(cfg.world.levels)
-        for domain in rl.domains:
-            tasks = generate_tasks(domain, "train", RL_ROWS_PER_DOMAIN, cfg.seed, levels)
-            train += [t.to_row("train", i) for i, t in enumerate(tasks)]
-            held = generate_tasks(domain, "heldout", cfg.world.heldout_per_domain, cfg.seed, levels)
-            val += [t.to_row("heldout", i) for i, t in enumerate(held)]
-    for path in rl.files:
-        rows = [mapped_if_guru(r, path, n) for n, r in enumerate(read_rows(path), 1)]
-        rows = [r for r in rows if r.get("ability") in rl.domains]
-        random.Random(cfg.seed).shuffle(rows)
-        cut = min(100, len(rows) // 20)  # a small validation share of each file
-        val, train = val + rows[:cut], train + rows[cut:]
-    return train, val or train[:100]
+def prompt_row(p: RLPrompt, split: str, index: int) -> dict:
+    """One prompt as a row of verl's RL schema; `compute_score` routes it by its data source and ability."""
+    style = "rule" if p.data_source.startswith("reasoning_gym/") else REWARD_STYLE[p.domain]
+    return {
+        "data_source": p.data_source,
+        "prompt": [{"role": "user", "content": p.question}],
+        "ability": p.domain,
+        "reward_model": {"style": style, "ground_truth": p.ground_truth},
+        "extra_info": {"split": split, "index": index, **p.extra_info},
+    }
+
+
+def rl_rows(cfg: RunConfig, stage: str) -> tuple[list[dict], list[dict]]:
+    """Train rows of a DAPO stage (the prompts the native trainer draws from) and val rows (the held-out
+    tasks of the stage's domains)."""
+    rl = getattr(cfg, stage)
+    train = [prompt_row(p, "train", i) for pool in rl_prompts(cfg, stage).values() for i, p in enumerate(pool)]
+    held = [p for d in rl.domains if d in cfg.eval.domains for p in heldout_prompts(cfg, d)]
+    return train, [prompt_row(p, "heldout", i) for i, p in enumerate(held)] or train[:100]
 
 
 def sft_rows(cfg: RunConfig) -> tuple[list[dict], list[dict]]:
@@ -243,9 +243,8 @@ def export_verl(cfg: RunConfig, out: Path) -> dict[str, Path]:
             train, val = sft_rows(cfg)
             overrides = sft_overrides(cfg, cfg.sft, folder)
         else:
-            rl = getattr(cfg, stage)
-            train, val = rl_rows(cfg, rl)
-            overrides = rl_overrides(cfg, rl, stage, folder, reward)
+            train, val = rl_rows(cfg, stage)
+            overrides = rl_overrides(cfg, getattr(cfg, stage), stage, folder, reward)
         write_parquet(train, folder / "train.parquet")
         write_parquet(val, folder / "val.parquet")
         write_overrides(folder, stage, overrides)

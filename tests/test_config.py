@@ -22,7 +22,17 @@ def test_real_model_presets_load_with_the_dapo_settings(name):
     assert cfg.stages == ["sft", "rl_math", "rl_joint"] and cfg.model.init.startswith("models/")
     for rl in (cfg.rl_math, cfg.rl_joint):
         assert (rl.clip_low, rl.clip_high, rl.loss_agg, rl.kl_coef) == (0.2, 0.28, "token-mean", 0.0)
-        assert rl.dynamic_sampling and rl.overlong_buffer > 0 and not rl.generated and rl.files
+        assert rl.dynamic_sampling and rl.overlong_buffer > 0 and rl.reasoning_gym is not None  # runs on a fresh clone
+
+
+def test_smollm2_ablation_is_its_base_with_the_math_stage_spent_on_joint_rl():
+    main, ablation = load_config(CONFIGS / "smollm2-135m.yaml"), load_config(CONFIGS / "smollm2-135m-no-math.yaml")
+    assert ablation.stages == ["sft", "rl_joint"] and main.model.prompt_style == "instruct"
+    assert ablation.rl_joint.steps == main.rl_math.steps + main.rl_joint.steps
+    assert ablation.model_dump(exclude={"name", "stages", "rl_joint"}) == main.model_dump(
+        exclude={"name", "stages", "rl_joint"}
+    )
+    assert ablation.rl_joint.model_dump(exclude={"steps"}) == main.rl_joint.model_dump(exclude={"steps"})
 
 
 def test_ablation_spends_the_same_rl_steps_on_joint_rl():

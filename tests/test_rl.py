@@ -6,10 +6,11 @@ import torch
 
 from mathfirst.config import ModelConfig, RLConfig
 from mathfirst.dapo import agg_loss, kl_penalty, policy_loss
+from mathfirst.data.assemble import task_pools
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.metrics import read_metrics
 from mathfirst.model import build_tiny_model
-from mathfirst.rl import Group, collect_batch, pack, pick_tasks, task_pools, token_logprobs, train_rl, update
+from mathfirst.rl import Group, collect_batch, pack, pick_tasks, token_logprobs, train_rl, update
 from mathfirst.rollout import Rollout
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
 
@@ -157,11 +158,12 @@ def test_dynamic_sampling_drops_uniform_groups_and_bounds_rounds(model_and_tok):
 def test_train_rl_logs_and_resumes(model_and_tok, tmp_path):
     model, tok = model_and_tok
     cfg = rl_cfg(steps=2, save_every=1, dynamic_sampling=False)
-    train_rl(model, tok, cfg, (1,), tmp_path, 0, "rl")
+    train_rl(model, tok, cfg, task_pools(cfg, (1,), 0), tmp_path, 0, "rl")
     rows = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2]
     for key in ("reward", "acc", "entropy", "response_length", "clip_frac", "dropped_share", "skill_verification"):
         assert key in rows[-1]
     assert (tmp_path / "last").is_dir()  # step 1's checkpoint; a resumed run continues from it
-    train_rl(model, tok, rl_cfg(steps=3, save_every=1, dynamic_sampling=False), (1,), tmp_path, 0, "rl")
+    cfg = rl_cfg(steps=3, save_every=1, dynamic_sampling=False)
+    train_rl(model, tok, cfg, task_pools(cfg, (1,), 0), tmp_path, 0, "rl")
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2, 3]

@@ -1,4 +1,4 @@
-"""Held-out accuracy per tiny-world domain: greedy and mean over k samples."""
+"""Held-out accuracy per domain (tiny-world or reasoning-gym tasks): greedy and mean over k samples."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from rich.table import Table
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mathfirst.config import RunConfig
+from mathfirst.data.assemble import heldout_prompts
 from mathfirst.data.reasoning import detect_skills
-from mathfirst.data.world import generate_tasks
 from mathfirst.rewards import compute_scores
 from mathfirst.rollout import decode, sample
 from mathfirst.tokenizer import chat_prompt_ids
@@ -25,7 +25,7 @@ def evaluate_heldout(
     results: dict[str, dict] = {}
     samples_out = []
     for domain in ecfg.domains:
-        tasks = generate_tasks(domain, "heldout", cfg.world.heldout_per_domain, cfg.seed, tuple(cfg.world.levels))
+        tasks = heldout_prompts(cfg, domain)
         prompts = [chat_prompt_ids(tokenizer, t.question) for t in tasks]
         gen = dict(max_new_tokens=ecfg.max_new_tokens, batch_size=ecfg.batch_size, seed=cfg.seed)
         greedy = decode(tokenizer, sample(model, tokenizer, prompts, temperature=0.0, desc=f"{stage}/{domain}", **gen))
@@ -36,7 +36,7 @@ def evaluate_heldout(
         items, owners = [], []
         for i, t in enumerate(tasks):
             for j, text in enumerate([greedy[i], *texts[i * k : (i + 1) * k]]):
-                items.append((f"tiny/{domain}", text, t.answer, {"ability": domain}))
+                items.append((t.data_source, text, t.ground_truth, {**t.extra_info, "ability": domain}))
                 owners.append((t, "greedy" if j == 0 else "sample", text))
         scores = compute_scores(items)
         greedy_acc = [sc["score"] for sc, (_, kind, _) in zip(scores, owners) if kind == "greedy"]
@@ -45,7 +45,7 @@ def evaluate_heldout(
             "n": len(tasks),
             "greedy": round(sum(greedy_acc) / len(greedy_acc), 4),
             f"mean@{ecfg.samples}": round(sum(sample_acc) / len(sample_acc), 4) if sample_acc else None,
-            "chance": round(sum(t.chance for t in tasks) / len(tasks), 4),
+            "chance": round(sum(t.extra_info.get("chance", 0.0) for t in tasks) / len(tasks), 4),
         }
         for sc, (t, kind, text) in zip(scores, owners):
             samples_out.append(
@@ -53,9 +53,10 @@ def evaluate_heldout(
                     "stage": stage,
                     "domain": domain,
                     "kind": kind,
-                    "level": t.level,
+                    "level": t.extra_info.get("level"),
+                    "task_kind": t.extra_info.get("kind"),
                     "question": t.question,
-                    "answer": t.answer,
+                    "answer": t.extra_info.get("answer", t.ground_truth),
                     "response": text,
                     "score": sc["score"],
                     "pred": sc.get("pred"),

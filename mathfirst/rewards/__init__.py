@@ -8,9 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
+from mathfirst.data.gym import SOURCE_PREFIX as GYM_PREFIX
+from mathfirst.data.gym import score_gym
 from mathfirst.rewards.code import score_code, score_output_prediction
 from mathfirst.rewards.judge import Judge, JudgeUnavailable, score_judged
-from mathfirst.rewards.math_answer import final_answer, score_many, score_math
+from mathfirst.rewards.math_answer import TIMEOUT_S, final_answer, score_many, score_math
+from mathfirst.rewards.math_answer import pool as worker_pool
 from mathfirst.rewards.rules import score_boxed
 from mathfirst.rewards.structured import score_grid, score_roles, score_values
 
@@ -21,11 +24,13 @@ LETTER = re.compile(r"^\(?([A-Ja-j])(?:\)?\.?$|[):]\s)")  # "B", "(B)", "B.", "B
 
 
 def route(data_source: str, extra_info: dict[str, Any] | None) -> str:
-    """The verifier for a row: code, math (math-verify), choice (a letter), judge (a model decides
-    equivalence of free-form answers) or rule (exact / numeric)."""
+    """The verifier for a row: gym (the reasoning-gym task's own scorer), code, math (math-verify), choice
+    (a letter), judge (a model decides equivalence of free-form answers) or rule (exact / numeric)."""
     info = extra_info or {}
     ability = str(info.get("ability") or data_source.split("/")[-1]).lower()
     source = data_source.lower()
+    if source.startswith(GYM_PREFIX):
+        return "gym"
     if info.get("verifier") == "judge" or info.get("style") == "model":
         return "judge"
     if source in STRUCTURED:
@@ -74,6 +79,8 @@ def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_
         if verifier == "judge":
             question = (extra_info or {}).get("question", "")
             result = score_judged(env_judge(), question, solution_str, str(ground_truth))
+        elif verifier == "gym":
+            result = score_gym(data_source, solution_str, str(ground_truth))
         else:
             result = VERIFIERS[verifier](solution_str, str(ground_truth))
     except JudgeUnavailable:
@@ -92,9 +99,17 @@ def dapo_score(data_source: str, solution_str: str, ground_truth: str, extra_inf
 
 
 def compute_scores(items: list[tuple[str, str, str, dict | None]], workers: int = 4) -> list[dict]:
-    """Score many (data_source, solution, ground_truth, extra_info) items: math in a process pool,
-    code sandboxes and rules from a thread pool."""
+    """Score many (data_source, solution, ground_truth, extra_info) items: math and gym tasks in a process pool
+    (with a timeout each), code sandboxes and rules from a thread pool."""
     out: list[dict | None] = [None] * len(items)
+    gym = {
+        i: worker_pool().submit(score_gym, *items[i][:3]) for i, it in enumerate(items) if route(it[0], it[3]) == "gym"
+    }
+    for i, future in gym.items():
+        try:
+            out[i] = {**future.result(timeout=TIMEOUT_S * 3), "verifier": "gym"}
+        except Exception as e:  # a verifier must never take the trainer down
+            out[i] = {"score": 0.0, "acc": False, "reason": f"verifier error: {type(e).__name__}", "verifier": "gym"}
     math_idx = [i for i, it in enumerate(items) if route(it[0], it[3]) == "math"]
     if math_idx:
         t0 = time.perf_counter()

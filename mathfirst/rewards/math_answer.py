@@ -45,13 +45,13 @@ def verify_here(predicted: str, gold: str, timeout_s: int = TIMEOUT_S) -> bool:
 
 
 @cache
-def _pool() -> ProcessPoolExecutor:
+def pool() -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1), mp_context=get_context("fork"))
 
 
 def verify_isolated(predicted: str, gold: str, timeout_s: int = TIMEOUT_S) -> bool:
     """math-verify in a worker process (safe from any thread), with a hard timeout."""
-    future = _pool().submit(verify_here, predicted, gold, timeout_s)
+    future = pool().submit(verify_here, predicted, gold, timeout_s)
     try:
         return future.result(timeout=timeout_s * 3)
     except FutureTimeout:
@@ -71,7 +71,7 @@ def score_math(solution: str, ground_truth: str) -> dict:
 def score_many(pairs: list[tuple[str, str]]) -> list[dict]:
     """Batch: every item in the worker pool, in parallel."""
     predicted = [final_answer(s) for s, _ in pairs]
-    futures = [_pool().submit(verify_here, p, g) if p is not None else None for p, (_, g) in zip(predicted, pairs)]
+    futures = [pool().submit(verify_here, p, g) if p is not None else None for p, (_, g) in zip(predicted, pairs)]
     out = []
     for p, f in zip(predicted, futures):
         if f is None:

