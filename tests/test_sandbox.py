@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mathfirst import sandbox
-from mathfirst.rewards import compute_score, compute_scores
+from mathfirst.rewards import compute_score, compute_scores, sandbox
 from mathfirst.rewards.code import run_check, run_io
-from mathfirst.sandbox import Limits, run_python
+from mathfirst.rewards.sandbox import Limits, run_python
 
 HUMANEVAL = Path(__file__).parent.parent / "mathfirst" / "benchmarks" / "humaneval" / "HumanEval.jsonl.gz"
 FAST = Limits(wall_s=3, cpu_s=3)

@@ -16,7 +16,7 @@ import re
 import secrets
 
 from mathfirst.rewards.math_answer import final_answer
-from mathfirst.sandbox import Limits, run_python
+from mathfirst.rewards.sandbox import Limits, run_python
 
 FENCE = re.compile(r"```(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL)
 
