@@ -28,7 +28,7 @@ from mathfirst.sft import encode_chats, train
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
 
 BENCHMARKS = Path(__file__).parent / "benchmarks"
-BENCH_SHAPE = ModelConfig(hidden_size=128, num_layers=3, num_heads=4, num_kv_heads=2)  # configs/tiny.yaml's
+BENCH_SHAPE = ModelConfig()  # the defaults are configs/tiny.yaml's (tests/test_config.py)
 BENCH_PRETRAIN_STEPS = 150  # enough for answers in the tiny world's format that end with EOS
 
 

@@ -65,7 +65,7 @@ class ModelConfig(Strict):
     prompts: Literal["bare", "instruct"] | None = None
     vocab_size: int = Field(1024, ge=300)
     hidden_size: int = Field(128, gt=0)
-    num_layers: int = Field(4, gt=0)
+    num_layers: int = Field(3, gt=0)
     num_heads: int = Field(4, gt=0)
     num_kv_heads: int = Field(2, gt=0)
     intermediate_size: int = Field(512, gt=0)
@@ -97,6 +97,8 @@ class TrainConfig(Strict):
     warmup_steps: int = Field(20, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon on the hidden matrices, AdamW on the rest
+    adam_betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = Field(1.0, gt=0)  # max global gradient norm
     examples: int = Field(ge=0)  # generated rows (0: only `files`)
     loss_on_prompt: bool = False  # pretraining may also learn the questions; SFT learns responses only
     replay: float = Field(0.0, ge=0, lt=1)  # share of examples replayed from the pretraining mixture
@@ -116,6 +118,8 @@ class RLConfig(Strict):
     lr: float = Field(1e-4, gt=0)
     warmup_steps: int = Field(0, ge=0)
     weight_decay: float = Field(0.0, ge=0)
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # AdamW, as verl's actor uses it
+    grad_clip: float = Field(1.0, gt=0)  # max global gradient norm (verl's actor.grad_clip)
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(192, gt=0)
@@ -153,10 +157,10 @@ class RLConfig(Strict):
 
 
 class EvalConfig(Strict):
-    samples: int = Field(4, ge=0)  # k sampled responses per task for mean@k (0: greedy only)
+    samples: int = Field(2, ge=0)  # k sampled responses per task for mean@k (0: greedy only)
     temperature: float = Field(1.0, gt=0)
-    max_new_tokens: int = Field(192, gt=0)
-    batch_size: int = Field(64, gt=0)
+    max_new_tokens: int = Field(160, gt=0)
+    batch_size: int = Field(400, gt=0)
     domains: list[Literal[DOMAINS]] = list(DOMAINS)  # type: ignore[valid-type]
     reasoning_gym: GymConfig | None = None  # held-out gym tasks replace the tiny world's in the domains they cover
     benchmarks: list[str] = []  # shipped benchmarks evaluated after every stage, e.g. [gsm8k, math500]
@@ -168,6 +172,7 @@ class RunConfig(Strict):
     seed: int = 0
     stages: list[Literal[STAGES]] = list(STAGES)  # type: ignore[valid-type]
     threads: int = Field(0, ge=0)  # torch threads; 0 = all cores
+    log: list[Literal["jsonl", "tensorboard", "wandb"]] = ["jsonl"]  # metrics.jsonl is always written
     world: WorldConfig = WorldConfig()
     model: ModelConfig = ModelConfig()
     pretrain: TrainConfig | None = None

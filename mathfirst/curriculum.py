@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import time
@@ -50,6 +51,9 @@ def check_inputs(cfg: RunConfig) -> None:
     is touched."""
     if cfg.model.init != "tiny" and not (Path(cfg.model.init) / "config.json").is_file():
         raise ConfigError(f"model.init: {cfg.model.init} is not a local Hugging Face model folder (no config.json)")
+    for logger in cfg.log:
+        if logger != "jsonl" and importlib.util.find_spec(logger) is None:
+            raise ConfigError(f"log: {logger} needs its package: pip install 'mathfirst[log]'")
     check_gym(cfg.eval.reasoning_gym)
     for stage in cfg.stages:
         scfg = getattr(cfg, stage)
@@ -95,7 +99,8 @@ def run_stage(cfg: RunConfig, out: Path, stage: str) -> dict:
         t0 = time.perf_counter()
         if stage in RL_STAGES:
             console.print(f"[bold]{stage}[/]: DAPO on {', '.join(tcfg.domains)}, {count_params(model):,} parameters")
-            model = train_rl(model, tokenizer, tcfg, rl_prompts(cfg, stage), stage_dir, stage_seed(cfg, stage), stage)
+            pools, seed = rl_prompts(cfg, stage), stage_seed(cfg, stage)
+            model = train_rl(model, tokenizer, tcfg, pools, stage_dir, seed, stage, tuple(cfg.log))
         else:
             pairs = stage_examples(cfg, stage)
             if tcfg.self_distill is not None:
@@ -105,7 +110,7 @@ def run_stage(cfg: RunConfig, out: Path, stage: str) -> dict:
             max_len = cfg.model.max_seq_len
             examples = encode_chats(tokenizer, pairs, tcfg.loss_on_prompt, max_len)
             console.print(f"[bold]{stage}[/]: {len(examples)} examples, {count_params(model):,} parameters")
-            model = train(model, tokenizer, examples, tcfg, stage_dir, cfg.seed, stage)
+            model = train(model, tokenizer, examples, tcfg, stage_dir, cfg.seed, stage, tuple(cfg.log))
         save_model(model, tokenizer, stage_dir)
         write_json_atomic(
             stage_dir / "trained.json", {"steps": tcfg.steps, "seconds": round(time.perf_counter() - t0, 1)}

@@ -10,7 +10,6 @@ from transformers import PreTrainedModel
 
 from mathfirst.config import TrainConfig
 
-ADAM_BETAS = (0.9, 0.95)
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # the quintic Newton-Schulz iteration of Keller Jordan's Muon
 NS_STEPS = 5
 
@@ -35,8 +34,15 @@ class MuonAdamW(torch.optim.Optimizer):
     Muon's step is scaled to the RMS of an AdamW step (0.2 * sqrt(max(rows, cols)), torch's "match_rms_adamw"),
     so one learning rate and one schedule serve both kinds of group."""
 
-    def __init__(self, groups: list[dict], lr: float, weight_decay: float, momentum: float = 0.95):
-        super().__init__(groups, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, muon=False))
+    def __init__(
+        self,
+        groups: list[dict],
+        lr: float,
+        weight_decay: float,
+        betas: tuple[float, float] = (0.9, 0.95),
+        momentum: float = 0.95,
+    ):
+        super().__init__(groups, dict(lr=lr, weight_decay=weight_decay, betas=betas, momentum=momentum, muon=False))
 
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # no closure: the loss is computed before the step
@@ -68,7 +74,7 @@ class MuonAdamW(torch.optim.Optimizer):
         state = self.state[p]
         if not state:
             state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-        beta1, beta2 = ADAM_BETAS
+        beta1, beta2 = group["betas"]
         state["step"] += 1
         state["exp_avg"].lerp_(p.grad, 1 - beta1)
         state["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
@@ -88,9 +94,9 @@ def hidden_matrices(model: PreTrainedModel) -> list[torch.nn.Parameter]:
 
 def make_optimizer(model: PreTrainedModel, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=ADAM_BETAS)
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.adam_betas)
     hidden = hidden_matrices(model)
     muon_ids = {id(p) for p in hidden}
     rest = [p for p in model.parameters() if id(p) not in muon_ids]
     groups = [dict(params=hidden, muon=True), dict(params=rest, muon=False)]
-    return MuonAdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return MuonAdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.adam_betas)

@@ -273,7 +273,7 @@ def update(
                 (loss * share).backward()
                 for k, v in part_stats.items():
                     step_stats[k] += v * share
-            stats["grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)))
+            stats["grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)))
             optimizer.step()
             for k, v in step_stats.items():
                 stats[k].append(v)
@@ -318,9 +318,10 @@ def train_rl(
     stage_dir: Path,
     seed: int,
     desc: str,
+    loggers: tuple[str, ...] = (),
 ) -> PreTrainedModel:
     """Run cfg.steps DAPO steps on prompts drawn from `pools` (per domain), resuming from stage_dir/last when a
-    checkpoint is there."""
+    checkpoint is there; metrics go to `loggers` too."""
     ref_model = None
     if cfg.kl_coef > 0:
         ref_model = type(model)(model.config).eval()
@@ -329,10 +330,10 @@ def train_rl(
         model,
         tokenizer,
         stage_dir,
-        lambda m: torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999)),
+        lambda m: torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.adam_betas),
         desc,
     )
-    log = MetricsLog(stage_dir / "metrics.jsonl", resume_step=start)
+    log = MetricsLog(stage_dir / "metrics.jsonl", start, loggers)
     bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, dynamic_ncols=True)
     for step in bar:
         t0 = time.perf_counter()
@@ -352,5 +353,6 @@ def train_rl(
         if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             save_checkpoint(stage_dir / "last", model, tokenizer, optimizer, step + 1)
     bar.close()
+    log.close()
     model.eval()
     return model

@@ -76,8 +76,9 @@ def train(
     stage_dir: Path,
     seed: int,
     desc: str,
+    loggers: tuple[str, ...] = (),
 ) -> PreTrainedModel:
-    """Train for cfg.steps, resuming from stage_dir/last if a checkpoint is there."""
+    """Train for cfg.steps, resuming from stage_dir/last if a checkpoint is there; metrics go to `loggers` too."""
     model, tokenizer, optimizer, start = resume(
         model,
         tokenizer,
@@ -85,7 +86,7 @@ def train(
         lambda m: make_optimizer(m, cfg),
         desc,
     )
-    log = MetricsLog(stage_dir / "metrics.jsonl", resume_step=start)
+    log = MetricsLog(stage_dir / "metrics.jsonl", start, loggers)
     if start:
         log.log(start, event="resumed")
     model.train()
@@ -100,7 +101,7 @@ def train(
         loss = model(input_ids=input_ids.to(model.device), labels=labels.to(model.device)).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         tokens += sum(lengths[i] for i in batch)
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
@@ -116,5 +117,6 @@ def train(
         if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             save_checkpoint(stage_dir / "last", model, tokenizer, optimizer, step + 1)
     bar.close()
+    log.close()
     model.eval()
     return model

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from mathfirst.config import ConfigError, load_config
+from mathfirst.config import ConfigError, EvalConfig, ModelConfig, WorldConfig, load_config
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 
@@ -23,6 +23,11 @@ def test_real_model_presets_load_with_the_dapo_settings(name):
     for rl in (cfg.rl_math, cfg.rl_joint):
         assert (rl.clip_low, rl.clip_high, rl.loss_agg, rl.kl_coef) == (0.2, 0.28, "token-mean", 0.0)
         assert rl.dynamic_sampling and rl.overlong_buffer > 0 and rl.reasoning_gym is not None  # runs on a fresh clone
+
+
+def test_code_defaults_are_the_default_preset():
+    tiny = load_config(CONFIGS / "tiny.yaml")
+    assert (tiny.model, tiny.world, tiny.eval) == (ModelConfig(), WorldConfig(), EvalConfig())
 
 
 def test_smollm2_ablation_is_its_base_with_the_math_stage_spent_on_joint_rl():
