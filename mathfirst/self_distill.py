@@ -47,6 +47,20 @@ def skill_rank(text: str) -> int:
     return -(2 * (skills["verification"] + skills["backtracking"]) + skills["subgoal"] + skills["enumeration"])
 
 
+def select_verified(
+    questions: list[str], texts: list[str], scores: list[float], truncated: list[bool], per_prompt: int
+) -> list[dict[str, str]]:
+    """Per question (its responses follow each other in `texts`): the distinct verified, untruncated responses,
+    skill-richest first, at most `per_prompt`."""
+    k = len(texts) // len(questions)
+    rows = []
+    for q, question in enumerate(questions):
+        span = range(q * k, (q + 1) * k)
+        right = dict.fromkeys(texts[i] for i in span if scores[i] > 0 and not truncated[i])
+        rows += [{"prompt": question, "response": t} for t in sorted(right, key=skill_rank)[:per_prompt]]
+    return rows
+
+
 def self_distilled_pairs(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cfg: RunConfig, sd: SelfDistillConfig, stage_dir: Path
 ) -> list[tuple[str, str]]:
@@ -63,11 +77,8 @@ def self_distilled_pairs(
     items = [(p.data_source, texts[i], p.ground_truth, {**p.extra_info, "ability": p.domain})
              for i, p in enumerate(p for p in prompts for _ in range(sd.samples))]  # fmt: skip
     scores = [s["score"] for s in compute_scores(items)]
-    rows = []
-    for k, p in enumerate(prompts):
-        span = range(k * sd.samples, (k + 1) * sd.samples)
-        right = {texts[i] for i in span if scores[i] > 0 and not rollouts[i].truncated}
-        rows += [{"prompt": p.question, "response": t} for t in sorted(right, key=skill_rank)[: sd.per_prompt]]
+    truncated = [r.truncated for r in rollouts]
+    rows = select_verified([p.question for p in prompts], texts, scores, truncated, sd.per_prompt)
     Console().print(f"self-distill: kept {len(rows)} responses of {len(texts)} sampled ({len(prompts)} prompts)")
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return [(r["prompt"], r["response"]) for r in rows]

@@ -10,7 +10,8 @@ from mathfirst.data.assemble import task_pools
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.metrics import read_metrics
 from mathfirst.model import build_tiny_model
-from mathfirst.rl import Group, collect_batch, pack, pick_tasks, token_logprobs, train_rl, update
+from mathfirst.packing import token_logprobs
+from mathfirst.rl import Group, collect_batch, pack, pick_tasks, train_rl, update
 from mathfirst.rollout import Rollout
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
 
