@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mathfirst.data.loaders import DataError, prompt_text, read_rows
+from mathfirst.data.rows import DataError, prompt_text, read_rows
 
 GURU_DOMAINS = {
     "math": "math",

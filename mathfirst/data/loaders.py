@@ -1,59 +1,13 @@
-"""Read a user's data files (JSONL or parquet) with clear errors naming the file, row and column."""
+"""A user's SFT and RL rows: (prompt, response) pairs and verl-schema prompts, with clear errors."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from mathfirst.data.guru import mapped_if_guru
+from mathfirst.data.rows import DataError, prompt_text, read_rows
 from mathfirst.data.schema import DOMAINS
-
-
-class DataError(Exception):
-    """A data file that cannot be used: printed as one clear line."""
-
-
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """All rows of a .jsonl or .parquet file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
-    if path.suffix == ".parquet":
-        try:
-            return pq.read_table(path).to_pylist()
-        except (pa.ArrowException, OSError) as e:
-            raise DataError(f"{path}: not a readable parquet file ({e})") from None
-    if path.suffix in (".jsonl", ".json"):
-        rows = []
-        try:
-            lines = path.read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise DataError(f"{path}: cannot read ({e})") from None
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: line {n} is not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}: line {n} is not a JSON object")
-            rows.append(row)
-        return rows
-    raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .jsonl or .parquet")
-
-
-def prompt_text(prompt: Any) -> str | None:
-    """A prompt as text: a plain string, or the last user message of a chat."""
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, list) and prompt and all(isinstance(m, dict) and "content" in m for m in prompt):
-        return [m for m in prompt if m.get("role", "user") == "user"][-1]["content"]
-    return None
 
 
 def load_sft_pairs(path: str | Path) -> list[tuple[str, str]]:
@@ -88,8 +42,6 @@ class RLPrompt:
 def load_rl_prompts(path: str | Path) -> list[RLPrompt]:
     """Prompts from rows in verl's RL schema: `prompt`, `ability` (or `data_source`), `reward_model.ground_truth`.
     Guru rows (`data_source` like `codegen__leetcode2k`) are mapped onto the six domains first."""
-    from mathfirst.data.guru import mapped_if_guru
-
     prompts = []
     for n, row in enumerate(read_rows(path), 1):
         row = mapped_if_guru(row, path, n)
