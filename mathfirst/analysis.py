@@ -39,6 +39,9 @@ DETECTORS = {"moves": detect_moves, "keywords": detect_keywords}
 JUDGE_TEMPLATE = Path(__file__).parent / "prompts" / "skills_judge.txt"
 
 
+SKILL_REPLY_TOKENS = 48  # four `name: yes|no` lines
+
+
 def parse_skill_reply(reply: str) -> dict[str, bool]:
     """The judge's four `name: yes|no` lines; a skill it does not mention counts as absent."""
     found = dict(re.findall(r"(subgoal|enumeration|verification|backtracking)\s*:\s*(yes|no)", reply.lower()))
@@ -51,7 +54,7 @@ def judge_detector(judge) -> Callable[[list[str]], list[dict[str, bool]]]:
 
     def detect_many(texts: list[str]) -> list[dict[str, bool]]:
         prompts = [template.format(response=t[-6000:]) for t in texts]
-        replies = judge._ask_local(prompts) if judge._local is not None else [judge.ask(p) for p in prompts]
+        replies = judge.ask_many(prompts, max_tokens=SKILL_REPLY_TOKENS)
         return [parse_skill_reply(r) for r in replies]
 
     return detect_many

@@ -4,8 +4,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mathfirst.rewards import compute_score, compute_scores
+from mathfirst.rewards.answers import last_boxed
 from mathfirst.rewards.code import last_code_block
-from mathfirst.rewards.rules import answers_match, last_boxed
+from mathfirst.rewards.rules import answers_match
 
 TESTS = json.dumps({"entry_point": "f", "test": "def check(candidate):\n    assert candidate(2) == 4\n"})
 

@@ -104,9 +104,7 @@ def test_judge_round_trip_caches_and_batches(server):
     assert "Reference answer:\n1/2" in judge.prompt(*items[0])
     judge.cache.clear()
     replies = [judge.ask(judge.prompt(*it)) for it in items]
-    assert (
-        Judge(local_model=path)._ask_local([judge.prompt(*it) for it in items]) == replies
-    )  # same judge, two backends
+    assert Judge(local_model=path).ask_many([judge.prompt(*it) for it in items]) == replies  # same judge, two backends
 
 
 def test_judge_endpoint_down_is_a_clear_error(monkeypatch):

@@ -120,7 +120,7 @@ def score_gym(data_source: str, solution: str, ground_truth: str) -> dict:
     credit counts as right (some tasks give partial credit, e.g. for a number written as a float)."""
     import reasoning_gym
 
-    from mathfirst.rewards.math_answer import final_answer
+    from mathfirst.rewards.answers import final_answer
 
     entry = json.loads(ground_truth)
     answer = final_answer(solution)

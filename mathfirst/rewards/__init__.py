@@ -10,9 +10,10 @@ from typing import Any
 
 from mathfirst.data.gym import SOURCE_PREFIX as GYM_PREFIX
 from mathfirst.data.gym import score_gym
+from mathfirst.rewards.answers import final_answer
 from mathfirst.rewards.code import score_code, score_output_prediction
 from mathfirst.rewards.judge import Judge, JudgeUnavailable, score_judged
-from mathfirst.rewards.math_answer import TIMEOUT_S, final_answer, score_many, score_math
+from mathfirst.rewards.math_answer import TIMEOUT_S, score_many, score_math
 from mathfirst.rewards.math_answer import pool as worker_pool
 from mathfirst.rewards.rules import score_boxed
 from mathfirst.rewards.structured import score_grid, score_roles, score_values

@@ -15,7 +15,7 @@ import os
 import re
 import secrets
 
-from mathfirst.rewards.math_answer import final_answer
+from mathfirst.rewards.answers import final_answer
 from mathfirst.rewards.sandbox import Limits, run_python
 
 FENCE = re.compile(r"```(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL)

@@ -72,19 +72,24 @@ class Judge:
         keys = [hashlib.sha256(json.dumps(it).encode()).hexdigest() for it in items]
         todo = {k: it for k, it in zip(keys, items) if k not in self.cache}
         if todo:
-            prompts = [self.prompt(*it) for it in todo.values()]
-            with ThreadPoolExecutor(self.workers) as pool:
-                replies = list(pool.map(self.ask, prompts)) if self._local is None else self._ask_local(prompts)
+            replies = self.ask_many([self.prompt(*it) for it in todo.values()])
             self.cache.update({k: parse_verdict(r) for k, r in zip(todo, replies)})
         return [self.cache[k] for k in keys]
 
-    def ask(self, prompt: str) -> str:
+    def ask_many(self, prompts: list[str], max_tokens: int = 8) -> list[str]:
+        """Greedy replies to many prompts: one batch on a local model, parallel requests to an endpoint."""
+        if self._local is not None:
+            return self._ask_local(prompts, max_tokens)
+        with ThreadPoolExecutor(self.workers) as pool:
+            return list(pool.map(lambda p: self.ask(p, max_tokens), prompts))
+
+    def ask(self, prompt: str, max_tokens: int = 8) -> str:
         """One chat completion at temperature 0, retried with backoff; JudgeUnavailable when it keeps failing."""
         body = {
             "model": self.model,
             "messages": [{"role": "user", "content": prompt}],
             "temperature": 0,
-            "max_tokens": 8,
+            "max_tokens": max_tokens,
         }
         self.requests += 1
         try:
@@ -93,18 +98,18 @@ class Judge:
             raise JudgeUnavailable(f"judge at {self.base_url}: {e}") from None
         return reply["choices"][0]["message"]["content"]
 
-    def _ask_local(self, prompts: list[str]) -> list[str]:
+    def _ask_local(self, prompts: list[str], max_tokens: int) -> list[str]:
         from mathfirst.rollout import decode, sample
         from mathfirst.tokenizer import chat_prompt_ids
 
         model, tokenizer = self._local
         ids = [chat_prompt_ids(tokenizer, p) for p in prompts]
-        rollouts = sample(model, tokenizer, ids, max_new_tokens=8, temperature=0.0)
+        rollouts = sample(model, tokenizer, ids, max_new_tokens=max_tokens, temperature=0.0)
         return decode(tokenizer, rollouts)
 
 
 def score_judged(judge: Judge, question: str, solution: str, reference: str) -> dict:
-    from mathfirst.rewards.math_answer import final_answer
+    from mathfirst.rewards.answers import final_answer
 
     candidate = final_answer(solution)
     if candidate is None:

@@ -8,7 +8,6 @@ signals, which work on the main thread only: elsewhere the item goes to a worker
 from __future__ import annotations
 
 import os
-import re
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -17,19 +16,9 @@ from multiprocessing import get_context
 
 from math_verify import parse, verify
 
-from mathfirst.rewards.rules import last_boxed
+from mathfirst.rewards.answers import final_answer
 
-ANSWER_LINE = re.compile(r"^\s*(?:final answer|answer)\s*[:：]\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 TIMEOUT_S = 5
-
-
-def final_answer(text: str) -> str | None:
-    """The last \\boxed{} content, else the last `Answer: ...` line, else None."""
-    boxed = last_boxed(text)
-    if boxed is not None:
-        return boxed
-    lines = ANSWER_LINE.findall(text)
-    return lines[-1].strip().rstrip(".") if lines else None
 
 
 def _as_latex(answer: str) -> str:

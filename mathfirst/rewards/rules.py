@@ -4,21 +4,7 @@ from __future__ import annotations
 
 import re
 
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} (braces may nest), or None."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, i = 0, start + len("\\boxed{")
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            if depth == 0:
-                return text[i:j].strip()
-            depth -= 1
-    return None
+from mathfirst.rewards.answers import last_boxed
 
 
 def normalize(answer: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from mathfirst.rewards.math_answer import final_answer
+from mathfirst.rewards.answers import final_answer
 from mathfirst.rewards.rules import as_number, normalize
 
 JSON_DECODER = json.JSONDecoder()
