@@ -4,13 +4,13 @@ backtracking) each response shows, and how often, per domain and stage, with 95%
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 from mathfirst.config import STAGES
 from mathfirst.data.reasoning import detect_skills
+from mathfirst.eval.stats import wilson
 
 SKILLS = ("subgoal", "enumeration", "verification", "backtracking")
 
@@ -58,16 +58,6 @@ def judge_detector(judge) -> Callable[[list[str]], list[dict[str, bool]]]:
         return [parse_skill_reply(r) for r in replies]
 
     return detect_many
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion k / n."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def skill_rates(texts: list[str], detector: str | Callable = "moves") -> dict[str, dict[str, float]]:

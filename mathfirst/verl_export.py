@@ -203,8 +203,6 @@ def write_overrides(folder: Path, stage: str, overrides: dict[str, object]) -> N
     (folder / "config.yaml").write_text("\n".join(yaml_lines) + "\n")
 
 
-
-
 def export_verl(cfg: RunConfig, out: Path) -> dict[str, Path]:
     """Write every exported stage of `cfg` under `out`; returns the stage folders."""
     out = out.resolve()

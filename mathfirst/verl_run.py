@@ -10,9 +10,8 @@ import subprocess
 from pathlib import Path
 
 from mathfirst.config import RunConfig
+from mathfirst.eval.suites import SHIPPED
 from mathfirst.verl_export import export_verl
-
-BENCHMARKS = ["math500", "aime24", "gsm8k", "humaneval", "cruxeval", "mmlu_stem"]
 
 
 class VerlUnavailable(Exception):
@@ -44,7 +43,7 @@ def run_on_verl(cfg: RunConfig, out: Path) -> dict:
         backend = make_backend(str(folder / "merged"), "vllm")
         report = evaluate_benchmarks(
             backend,
-            BENCHMARKS,
+            SHIPPED,
             out / stage / "benchmarks.json",
             samples=cfg.eval.samples,
             temperature=cfg.eval.temperature,

