@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from mathfirst.config import ConfigError, load_config
+from mathfirst.config import DEFAULT_CONFIG, ConfigError, load_config
 from mathfirst.data.loaders import DataError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Reasoning curriculum: math first, then everything.")
@@ -29,7 +29,7 @@ def fail(message: str) -> None:
 
 @app.command()
 def run(
-    config: Path = typer.Option(None, help="YAML config (default: configs/tiny.yaml; on --resume, the run's own)"),
+    config: Path = typer.Option(None, help="YAML config (default: the shipped tiny.yaml; on --resume, the run's own)"),
     out: Path = typer.Option(Path("runs/tiny"), help="run folder"),
     resume: bool = typer.Option(False, help="continue a killed or partial run from its last checkpoint"),
     stages: str = typer.Option("", help="comma-separated subset of stages to run"),
@@ -45,12 +45,12 @@ def run(
         from mathfirst.verl_run import VerlUnavailable, run_on_verl
 
         try:
-            run_on_verl(load_config(config or "configs/tiny.yaml"), out)
+            run_on_verl(load_config(config or DEFAULT_CONFIG), out)
         except (ConfigError, DataError, VerlUnavailable) as e:
             fail(str(e))
         return
     try:
-        cfg = load_config(config) if config else (None if resume else load_config("configs/tiny.yaml"))
+        cfg = load_config(config) if config else (None if resume else load_config(DEFAULT_CONFIG))
         run_curriculum(cfg, out, resume, [s for s in stages.split(",") if s] or None, reuse)
     except (ConfigError, DataError) as e:
         fail(str(e))

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mathfirst.data.schema import DOMAINS
 
+PRESETS = Path(__file__).parent / "configs"  # shipped with the package; `configs/` in a checkout links here
+DEFAULT_CONFIG = PRESETS / "tiny.yaml"
 STAGES = ("pretrain", "sft", "rl_math", "rl_joint")
 RL_STAGES = ("rl_math", "rl_joint")
 

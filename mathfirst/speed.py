@@ -294,12 +294,9 @@ def run_bench(quick: bool) -> dict:
 
 def tiny_curriculum() -> dict:
     """The whole default run (configs/tiny.yaml), wall-clock seconds on this machine."""
-    from mathfirst.config import load_config
+    from mathfirst.config import DEFAULT_CONFIG, load_config
     from mathfirst.curriculum import run_curriculum
 
-    config = Path(__file__).parent.parent / "configs" / "tiny.yaml"
-    if not config.is_file():
-        return {"tiny_curriculum_seconds": None, "tiny_curriculum_note": f"no {config} (run from a source checkout)"}
     with tempfile.TemporaryDirectory() as tmp:
-        seconds = timed(lambda: run_curriculum(load_config(config), Path(tmp) / "tiny", False, None, None))
+        seconds = timed(lambda: run_curriculum(load_config(DEFAULT_CONFIG), Path(tmp) / "tiny", False, None, None))
     return {"tiny_curriculum_seconds": round(seconds)}

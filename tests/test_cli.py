@@ -37,3 +37,10 @@ def test_data_export_writes_verl_parquet(tmp_path):
     assert row["prompt"][0]["role"] == "user" and row["reward_model"]["style"] in ("rule", "execution")
     assert {r["ability"] for r in train} == set(DOMAINS)
     assert not {r["extra_info"]["uid"] for r in train} & {r["extra_info"]["uid"] for r in heldout}
+
+
+def test_run_without_a_config_uses_the_shipped_default_anywhere(tmp_path):
+    """Outside a checkout (no configs/ folder here) the default preset comes with the package."""
+    cli = [sys.executable, "-m", "mathfirst.cli", "run", "--out", str(tmp_path / "r"), "--stages", "nothing"]
+    proc = subprocess.run(cli, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "unknown stage 'nothing'" in proc.stderr, proc.stderr
