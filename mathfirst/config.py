@@ -25,14 +25,22 @@ class Strict(BaseModel):
 
 
 class WorldConfig(Strict):
-    levels: list[int] = [1, 2, 3]
-    heldout_per_domain: int = Field(100, gt=0)
-    pretrain_skill_rate: float = Field(0.3, ge=0, le=1)
-    pretrain_slip_rate: float = Field(0.2, ge=0, le=1)
-    pretrain_corrected_share: float = Field(0.5, ge=0, le=1)
-    sft_skill_rate: float = Field(1.0, ge=0, le=1)
-    sft_slip_rate: float = Field(0.3, ge=0, le=1)
-    sft_corrected_share: float = Field(1.0, ge=0, le=1)
+    levels: list[int] = Field(
+        [1, 2, 3], description="difficulty levels of the tiny world's tasks (a subset of 1, 2, 3)"
+    )
+    heldout_per_domain: int = Field(100, gt=0, description="tiny-world held-out tasks per domain")
+    pretrain_skill_rate: float = Field(
+        0.3, ge=0, le=1, description="chance of the optional skill moves (subgoal, final check) in pretraining traces"
+    )
+    pretrain_slip_rate: float = Field(0.2, ge=0, le=1, description="share of pretraining traces with a slip")
+    pretrain_corrected_share: float = Field(
+        0.5, ge=0, le=1, description="share of those slips caught by a check and redone"
+    )
+    sft_skill_rate: float = Field(
+        1.0, ge=0, le=1, description="chance of the optional skill moves in cold-start SFT traces"
+    )
+    sft_slip_rate: float = Field(0.3, ge=0, le=1, description="share of SFT traces with a slip")
+    sft_corrected_share: float = Field(1.0, ge=0, le=1, description="share of those slips caught by a check and redone")
 
     @field_validator("levels")
     @classmethod
@@ -45,33 +53,38 @@ class WorldConfig(Strict):
 class GymTask(Strict):
     """One reasoning-gym task as a data source: its share of its domain's rows and its own options."""
 
-    weight: float = Field(1.0, gt=0)  # rows of a domain are split between its tasks by weight
-    domain: Literal[DOMAINS] | None = None  # type: ignore[valid-type]  # default: the task's domain in data/gym.py
-    config: dict[str, Any] = {}  # the task's own options, e.g. {min_terms: 2, max_terms: 2} for basic_arithmetic
+    weight: float = Field(1.0, gt=0, description="rows of a domain are split between its tasks by weight")
+    domain: Literal[DOMAINS] | None = Field(None, description="default: the task's domain in data/gym.py")  # type: ignore[valid-type]
+    config: dict[str, Any] = Field(
+        {}, description="the task's own options, e.g. {min_terms: 2, max_terms: 2} for basic_arithmetic"
+    )
 
 
 class GymConfig(Strict):
     """Tasks generated offline by reasoning-gym, scored by its own `score_answer`."""
 
-    tasks: dict[str, GymTask]
-    rows_per_domain: int = Field(2000, gt=0)  # RL: training rows; eval: held-out rows per domain
+    tasks: dict[str, GymTask] = Field(description="reasoning-gym task names, each with its weight, domain, options")
+    rows_per_domain: int = Field(2000, gt=0, description="RL: training rows; eval: held-out rows per domain")
 
 
 class ModelConfig(Strict):
     """Either a fresh tiny Qwen3 (`init: tiny`) or a path to any local HF causal-LM folder."""
 
-    init: str = "tiny"
-    # bare: the question alone (the tiny model learns the answer format in pretraining); instruct: the domain's
-    # instruction (mathfirst/prompts/task/<domain>.txt) tells a pretrained model how to give its final answer.
-    # Default: bare for the tiny model, instruct for any other.
-    prompts: Literal["bare", "instruct"] | None = None
-    vocab_size: int = Field(1024, ge=300)
-    hidden_size: int = Field(128, gt=0)
-    num_layers: int = Field(3, gt=0)
-    num_heads: int = Field(4, gt=0)
-    num_kv_heads: int = Field(2, gt=0)
-    intermediate_size: int = Field(512, gt=0)
-    max_seq_len: int = Field(512, gt=0)
+    init: str = Field(
+        "tiny", description="`tiny` (a fresh tiny Qwen3) or a path to a local Hugging Face causal-LM folder"
+    )
+    prompts: Literal["bare", "instruct"] | None = Field(
+        None,
+        description="bare (the question alone) or instruct (with its domain's answer instruction, prompts/task/); "
+        "default: bare for the tiny model, instruct for any other",
+    )
+    vocab_size: int = Field(1024, ge=300, description="tiny model: tokenizer vocabulary")
+    hidden_size: int = Field(128, gt=0, description="tiny model: width")
+    num_layers: int = Field(3, gt=0, description="tiny model: layers")
+    num_heads: int = Field(4, gt=0, description="tiny model: attention heads")
+    num_kv_heads: int = Field(2, gt=0, description="tiny model: key/value heads")
+    intermediate_size: int = Field(512, gt=0, description="tiny model: MLP width")
+    max_seq_len: int = Field(512, gt=0, description="longest prompt + response, in tokens")
 
     @property
     def prompt_style(self) -> str:
@@ -82,70 +95,86 @@ class SelfDistillConfig(Strict):
     """Rejection-sampled self-distillation: sample `samples` responses per prompt from the starting model, keep
     the verified-correct ones (those that check or backtrack first), and train on them."""
 
-    prompts: int = Field(256, gt=0)  # prompts drawn from `reasoning_gym` (or the tiny world's math when absent)
-    samples: int = Field(4, gt=0)
-    temperature: float = Field(1.0, gt=0)
-    max_new_tokens: int = Field(256, gt=0)
-    per_prompt: int = Field(1, gt=0)  # kept responses per prompt at most
-    reasoning_gym: GymConfig | None = None
+    prompts: int = Field(
+        256, gt=0, description="prompts drawn from `reasoning_gym` (or the tiny world's math when absent)"
+    )
+    samples: int = Field(4, gt=0, description="responses sampled per prompt")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature")
+    max_new_tokens: int = Field(256, gt=0, description="longest response")
+    per_prompt: int = Field(1, gt=0, description="kept responses per prompt at most")
+    reasoning_gym: GymConfig | None = Field(None, description="the gym tasks to draw prompts from")
 
 
 class TrainConfig(Strict):
     """One supervised stage: pretraining (loss on all tokens) or SFT (loss on the response)."""
 
-    steps: int = Field(gt=0)
-    batch_size: int = Field(32, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    warmup_steps: int = Field(20, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon on the hidden matrices, AdamW on the rest
-    adam_betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = Field(1.0, gt=0)  # max global gradient norm
-    examples: int = Field(ge=0)  # generated rows (0: only `files`)
-    loss_on_prompt: bool = False  # pretraining may also learn the questions; SFT learns responses only
-    replay: float = Field(0.0, ge=0, lt=1)  # share of examples replayed from the pretraining mixture
-    files: list[str] = []  # extra (prompt, response) rows from .jsonl/.parquet files, added to the generated ones
-    self_distill: SelfDistillConfig | None = None  # add the model's own verified responses (rejection sampling)
-    save_every: int = Field(100, gt=0)
-    log_every: int = Field(10, gt=0)
-    domains: list[Literal[DOMAINS]] = list(DOMAINS)  # type: ignore[valid-type]
+    steps: int = Field(gt=0, description="optimizer steps")
+    batch_size: int = Field(32, gt=0, description="rows per step")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (warm-up, then cosine to 10%)")
+    warmup_steps: int = Field(20, ge=0, description="linear warm-up steps")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay")
+    optimizer: Literal["adamw", "muon"] = Field(
+        "adamw", description="muon: Muon on the hidden matrices, AdamW on the rest"
+    )
+    adam_betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas")
+    grad_clip: float = Field(1.0, gt=0, description="max global gradient norm")
+    examples: int = Field(ge=0, description="generated rows (0: only `files`)")
+    loss_on_prompt: bool = Field(
+        False, description="pretraining may also learn the questions; SFT learns responses only"
+    )
+    replay: float = Field(0.0, ge=0, lt=1, description="share of examples replayed from the pretraining mixture")
+    files: list[str] = Field(
+        [], description="extra (prompt, response) rows from .jsonl/.parquet files, added to the generated ones"
+    )
+    self_distill: SelfDistillConfig | None = Field(
+        None, description="add the model's own verified responses (rejection sampling)"
+    )
+    save_every: int = Field(100, gt=0, description="steps between resumable checkpoints")
+    log_every: int = Field(10, gt=0, description="steps between metric lines")
+    domains: list[Literal[DOMAINS]] = Field(list(DOMAINS), description="the tiny world's domains of the generated rows")  # type: ignore[valid-type]
 
 
 class RLConfig(Strict):
     """One DAPO stage: math-only RL or joint RL over the domains, sampled by `domain_weights`."""
 
-    steps: int = Field(gt=0)
-    prompts_per_step: int = Field(16, gt=0)  # groups per update batch, after dynamic sampling
-    group_size: int = Field(8, ge=2)  # G responses per prompt
-    lr: float = Field(1e-4, gt=0)
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    adam_betas: tuple[float, float] = (0.9, 0.999)  # AdamW, as verl's actor uses it
-    grad_clip: float = Field(1.0, gt=0)  # max global gradient norm (verl's actor.grad_clip)
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(192, gt=0)
-    clip_low: float = Field(0.2, ge=0, lt=1)  # clip-higher: ratio kept in [1 - clip_low, 1 + clip_high]
-    clip_high: float = Field(0.28, ge=0)
-    clip_c: float = Field(3.0, gt=1)  # dual clip for negative advantages (verl's clip_ratio_c)
-    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"] = "token-mean"
-    overlong_buffer: int = Field(0, ge=0)  # soft penalty over the last N tokens before max_new_tokens; 0 = off
-    overlong_penalty: float = Field(1.0, ge=0)
-    mask_truncated: bool = False  # drop responses cut at max_new_tokens from the loss
-    kl_coef: float = Field(0.0, ge=0)  # DAPO uses no KL term
-    kl_estimator: Literal["kl", "mse", "low_var_kl"] = "low_var_kl"
-    dynamic_sampling: bool = True  # drop groups whose accuracies are all equal and sample more
-    max_gen_rounds: int = Field(3, gt=0)  # sampling rounds per step at most, to fill the batch
-    mini_batch_groups: int = Field(8, gt=0)  # groups per optimizer step
-    micro_batch_rows: int = Field(16, gt=0)  # responses per forward/backward, packed after their prompt
-    ppo_epochs: int = Field(1, gt=0)
-    rollout_batch_size: int = Field(128, gt=0)
-    save_every: int = Field(10, gt=0)
-    domains: list[Literal[DOMAINS]] = ["math"]  # type: ignore[valid-type]
-    generated: bool = True  # draw prompts from the tiny world's generators (for domains no gym task covers)
-    reasoning_gym: GymConfig | None = None  # and/or from reasoning-gym tasks
-    files: list[str] = []  # and/or from .parquet/.jsonl files in verl's RL schema
-    domain_weights: dict[str, float] = {}  # relative sampling weight per domain; missing = 1
+    steps: int = Field(gt=0, description="DAPO steps (one sampled batch each)")
+    prompts_per_step: int = Field(16, gt=0, description="groups per update batch, after dynamic sampling")
+    group_size: int = Field(8, ge=2, description="G responses per prompt")
+    lr: float = Field(1e-4, gt=0, description="learning rate (linear warm-up, then constant)")
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up steps")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay")
+    adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW, as verl's actor uses it")
+    grad_clip: float = Field(1.0, gt=0, description="max global gradient norm (verl's actor.grad_clip)")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature (the log-probs use it too)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling")
+    max_new_tokens: int = Field(192, gt=0, description="longest response")
+    clip_low: float = Field(0.2, ge=0, lt=1, description="clip-higher: ratio kept in [1 - clip_low, 1 + clip_high]")
+    clip_high: float = Field(0.28, ge=0, description="upper clip of the ratio (clip-higher)")
+    clip_c: float = Field(3.0, gt=1, description="dual clip for negative advantages (verl's clip_ratio_c)")
+    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"] = Field(
+        "token-mean", description="token-mean (DAPO), seq-mean-token-mean or seq-mean-token-sum"
+    )
+    overlong_buffer: int = Field(
+        0, ge=0, description="soft penalty over the last N tokens before max_new_tokens; 0 = off"
+    )
+    overlong_penalty: float = Field(1.0, ge=0, description="the penalty at max_new_tokens")
+    mask_truncated: bool = Field(False, description="drop responses cut at max_new_tokens from the loss")
+    kl_coef: float = Field(0.0, ge=0, description="DAPO uses no KL term")
+    kl_estimator: Literal["kl", "mse", "low_var_kl"] = Field("low_var_kl", description="kl, mse or low_var_kl")
+    dynamic_sampling: bool = Field(True, description="drop groups whose accuracies are all equal and sample more")
+    max_gen_rounds: int = Field(3, gt=0, description="sampling rounds per step at most, to fill the batch")
+    mini_batch_groups: int = Field(8, gt=0, description="groups per optimizer step")
+    micro_batch_rows: int = Field(16, gt=0, description="responses per forward/backward, packed after their prompt")
+    ppo_epochs: int = Field(1, gt=0, description="passes over each batch")
+    rollout_batch_size: int = Field(128, gt=0, description="rows the sampler runs at once")
+    save_every: int = Field(10, gt=0, description="steps between resumable checkpoints")
+    domains: list[Literal[DOMAINS]] = Field(["math"], description="the domains prompts are drawn from")  # type: ignore[valid-type]
+    generated: bool = Field(
+        True, description="draw prompts from the tiny world's generators (for domains no gym task covers)"
+    )
+    reasoning_gym: GymConfig | None = Field(None, description="and/or from reasoning-gym tasks")
+    files: list[str] = Field([], description="and/or from .parquet/.jsonl files in verl's RL schema")
+    domain_weights: dict[str, float] = Field({}, description="relative sampling weight per domain; missing = 1")
 
     @field_validator("domain_weights")
     @classmethod
@@ -159,29 +188,35 @@ class RLConfig(Strict):
 
 
 class EvalConfig(Strict):
-    samples: int = Field(2, ge=0)  # k sampled responses per task for mean@k (0: greedy only)
-    temperature: float = Field(1.0, gt=0)
-    max_new_tokens: int = Field(160, gt=0)
-    batch_size: int = Field(400, gt=0)
-    domains: list[Literal[DOMAINS]] = list(DOMAINS)  # type: ignore[valid-type]
-    reasoning_gym: GymConfig | None = None  # held-out gym tasks replace the tiny world's in the domains they cover
-    benchmarks: list[str] = []  # shipped benchmarks evaluated after every stage, e.g. [gsm8k, math500]
-    benchmark_limit: int | None = Field(None, gt=0)  # the first N problems of each
+    samples: int = Field(2, ge=0, description="k sampled responses per task for mean@k (0: greedy only)")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of mean@k")
+    max_new_tokens: int = Field(160, gt=0, description="longest response")
+    batch_size: int = Field(400, gt=0, description="rows the sampler runs at once")
+    domains: list[Literal[DOMAINS]] = Field(list(DOMAINS), description="held-out domains evaluated after every stage")  # type: ignore[valid-type]
+    reasoning_gym: GymConfig | None = Field(
+        None, description="held-out gym tasks replace the tiny world's in the domains they cover"
+    )
+    benchmarks: list[str] = Field(
+        [], description="shipped benchmarks evaluated after every stage, e.g. [gsm8k, math500]"
+    )
+    benchmark_limit: int | None = Field(None, gt=0, description="the first N problems of each")
 
 
 class RunConfig(Strict):
-    name: str = "run"
-    seed: int = 0
-    stages: list[Literal[STAGES]] = list(STAGES)  # type: ignore[valid-type]
-    threads: int = Field(0, ge=0)  # torch threads; 0 = all cores
-    log: list[Literal["jsonl", "tensorboard", "wandb"]] = ["jsonl"]  # metrics.jsonl is always written
-    world: WorldConfig = WorldConfig()
-    model: ModelConfig = ModelConfig()
-    pretrain: TrainConfig | None = None
-    sft: TrainConfig | None = None
-    rl_math: RLConfig | None = None
-    rl_joint: RLConfig | None = None
-    eval: EvalConfig = EvalConfig()
+    name: str = Field("run", description="the run's name (reports, verl experiment names)")
+    seed: int = Field(0, description="the run's seed")
+    stages: list[Literal[STAGES]] = Field(list(STAGES), description="stages to run, in order")  # type: ignore[valid-type]
+    threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
+    log: list[Literal["jsonl", "tensorboard", "wandb"]] = Field(
+        ["jsonl"], description="where metrics go: jsonl (metrics.jsonl, always written), tensorboard, wandb"
+    )
+    world: WorldConfig = Field(WorldConfig(), description="the tiny world")
+    model: ModelConfig = Field(ModelConfig(), description="the starting model")
+    pretrain: TrainConfig | None = Field(None, description="tiny-world pretraining (the tiny model only)")
+    sft: TrainConfig | None = Field(None, description="cold-start SFT")
+    rl_math: RLConfig | None = Field(None, description="math-only DAPO")
+    rl_joint: RLConfig | None = Field(None, description="joint DAPO over the domains")
+    eval: EvalConfig = Field(EvalConfig(), description="evaluation after every stage")
 
     @model_validator(mode="after")
     def _stages_have_settings(self) -> RunConfig:

@@ -92,3 +92,23 @@ def test_missing_file_and_broken_yaml(tmp_path):
     bad.write_text("seed: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_every_key_is_described_and_the_reference_page_is_current():
+    from mathfirst.config_docs import SECTIONS, reference_markdown
+
+    for _, model in SECTIONS:
+        assert all(f.description for f in model.model_fields.values()), model.__name__
+    page = Path(__file__).parent.parent / "docs" / "config-reference.md"
+    assert page.read_text() == reference_markdown(), "run: python -m mathfirst.config_docs > docs/config-reference.md"
+
+
+def test_an_overlay_changes_only_what_it_names(tmp_path):
+    (tmp_path / "base.yaml").write_text((CONFIGS / "smoke.yaml").read_text())
+    (tmp_path / "over.yaml").write_text("base: base.yaml\nname: over\nrl_joint:\n  steps: 7\n")
+    base, over = load_config(tmp_path / "base.yaml"), load_config(tmp_path / "over.yaml")
+    assert (over.name, over.rl_joint.steps, over.rl_joint.group_size) == ("over", 7, base.rl_joint.group_size)
+    assert over.model_dump(exclude={"name", "rl_joint"}) == base.model_dump(exclude={"name", "rl_joint"})
+    (tmp_path / "bad.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(ConfigError, match="config file not found: .*missing.yaml"):
+        load_config(tmp_path / "bad.yaml")
