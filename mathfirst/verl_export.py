@@ -121,6 +121,11 @@ def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward:
 
 def sft_overrides(cfg: RunConfig, sft: TrainConfig, folder: Path) -> dict[str, object]:
     """verl `sft_trainer` overrides (sft_trainer_engine.yaml) for the cold start."""
+    if sft.self_distill is not None:
+        raise ConfigError(
+            "sft.self_distill samples from the model, which an export cannot do: run the SFT stage natively "
+            "(`mathfirst run --stages sft`) and export from its checkpoint without sft, or drop self_distill"
+        )
     if sft.optimizer != "adamw":
         raise ConfigError(
             f"sft.optimizer: {sft.optimizer} has no verl counterpart (verl builds one torch optimizer over all "

@@ -1,5 +1,7 @@
 """Rejection-sampled self-distillation: which of the model's own responses become SFT rows."""
 
+import pytest
+
 from mathfirst.self_distill import select_verified
 
 PLAIN = "7 + 9 = 16\nAnswer: \\boxed{16}"
@@ -19,3 +21,31 @@ def test_per_prompt_keeps_the_ones_that_verify_or_backtrack():
     texts = [PLAIN, BACKTRACKED, CHECKED]
     rows = select_verified(["q"], texts, [1.0, 1.0, 1.0], [False] * 3, per_prompt=1)
     assert rows[0]["response"] in (BACKTRACKED, CHECKED) and len(rows) == 1
+
+
+def test_self_distilled_rows_are_written_once_and_read_back_on_resume(tmp_path):
+    from mathfirst.config import ModelConfig, RunConfig, SelfDistillConfig
+    from mathfirst.model import build_tiny_model
+    from mathfirst.self_distill import FILE, self_distilled_pairs
+    from mathfirst.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(["Compute 12 + 34.\nAnswer: \\boxed{46}"] * 20, 400)
+    model = build_tiny_model(ModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1), tok, 0).eval()
+    sd = SelfDistillConfig(prompts=4, samples=2, max_new_tokens=16)
+    cfg = RunConfig(stages=[])
+    rows = self_distilled_pairs(model, tok, cfg, sd, tmp_path)
+    assert (tmp_path / FILE).is_file() and len(rows) <= 4  # an untrained model keeps (almost) nothing
+    (tmp_path / FILE).write_text('{"prompt": "q", "response": "r"}\n')
+    assert self_distilled_pairs(model, tok, RunConfig(stages=[]), sd, tmp_path) == [
+        ("q", "r")
+    ]  # a resumed stage reuses it
+
+
+def test_an_export_refuses_self_distillation_instead_of_dropping_it(tmp_path):
+    from mathfirst.config import DEFAULT_CONFIG, ConfigError, SelfDistillConfig, load_config
+    from mathfirst.verl_export import export_verl
+
+    cfg = load_config(DEFAULT_CONFIG.parent / "smoke.yaml")
+    cfg.sft.optimizer, cfg.sft.self_distill = "adamw", SelfDistillConfig()
+    with pytest.raises(ConfigError, match="sft.self_distill samples from the model"):
+        export_verl(cfg, tmp_path)
