@@ -19,6 +19,7 @@ from mathfirst.data.assemble import rl_prompts, stage_examples, stage_seed
 from mathfirst.data.gym import check_gym
 from mathfirst.data.loaders import load_rl_prompts, load_sft_pairs
 from mathfirst.eval.heldout import evaluate_heldout, print_eval
+from mathfirst.eval.suites import SHIPPED
 from mathfirst.model import build_tiny_model, count_params, load_model, save_model
 from mathfirst.report import write_report
 from mathfirst.rl import train_rl
@@ -54,6 +55,9 @@ def check_inputs(cfg: RunConfig) -> None:
     for logger in cfg.log:
         if logger != "jsonl" and importlib.util.find_spec(logger) is None:
             raise ConfigError(f"log: {logger} needs its package: pip install 'mathfirst[log]'")
+    unknown = [b for b in cfg.eval.benchmarks if b not in SHIPPED]
+    if unknown:
+        raise ConfigError(f"eval.benchmarks: {', '.join(unknown)} is not shipped; choose from: {', '.join(SHIPPED)}")
     check_gym(cfg.eval.reasoning_gym)
     for stage in cfg.stages:
         scfg = getattr(cfg, stage)

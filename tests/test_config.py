@@ -112,3 +112,18 @@ def test_an_overlay_changes_only_what_it_names(tmp_path):
     (tmp_path / "bad.yaml").write_text("base: missing.yaml\n")
     with pytest.raises(ConfigError, match="config file not found: .*missing.yaml"):
         load_config(tmp_path / "bad.yaml")
+
+
+def test_unknown_benchmarks_and_gym_tasks_fail_before_the_run_starts():
+    from mathfirst.curriculum import check_inputs
+    from mathfirst.data.loaders import DataError
+
+    cfg = load_config(CONFIGS / "smoke.yaml")
+    cfg.eval.benchmarks = ["gsm8k", "gpqa_diamond"]
+    with pytest.raises(ConfigError, match="eval.benchmarks: gpqa_diamond is not shipped"):
+        check_inputs(cfg)
+    cfg = load_config(CONFIGS / "smollm2-135m.yaml")
+    cfg.model.init = "tiny"  # no model folder needed for this check
+    cfg.rl_joint.reasoning_gym.tasks["no_such_task"] = cfg.rl_joint.reasoning_gym.tasks["syllogism"]
+    with pytest.raises(DataError, match="reasoning_gym has no task 'no_such_task'"):
+        check_inputs(cfg)
