@@ -11,12 +11,11 @@ from rich.console import Console
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mathfirst.config import RunConfig, SelfDistillConfig
-from mathfirst.data.assemble import tiny_prompt
+from mathfirst.data.assemble import styled, tiny_prompt
 from mathfirst.data.gym import covered_domains, gym_prompts
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.data.reasoning import detect_skills
 from mathfirst.data.world import generate_tasks
-from mathfirst.prompts import user_message
 from mathfirst.rewards import compute_scores
 from mathfirst.rollout import decode, sample
 from mathfirst.seed import derive_seed
@@ -36,8 +35,7 @@ def distill_prompts(cfg: RunConfig, sd: SelfDistillConfig, seed: int) -> list[RL
     prompts = []
     for d in domains:
         rows = gym_prompts(sd.reasoning_gym, d, "train", seed)[: -(-sd.prompts // len(domains))]
-        prompts += [RLPrompt(p.data_source, d, user_message(p.question, d, style), p.ground_truth, p.extra_info)
-                    for p in rows]  # fmt: skip
+        prompts += [styled(p, style) for p in rows]
     return prompts[: sd.prompts]
 
 

@@ -32,7 +32,7 @@ def task_pools(cfg: RLConfig, levels: tuple[int, ...], seed: int, style: str = "
     gym_domains = covered_domains(cfg.reasoning_gym)
     for d in cfg.domains:
         if d in gym_domains:
-            pools[d] = [_styled(p, style) for p in gym_prompts(cfg.reasoning_gym, d, "train", seed)]
+            pools[d] = [styled(p, style) for p in gym_prompts(cfg.reasoning_gym, d, "train", seed)]
         elif cfg.generated:
             pools[d] = [tiny_prompt(t, style) for t in generate_tasks(d, "train", POOL_PER_DOMAIN, seed, levels)]
     for path in cfg.files:
@@ -56,12 +56,13 @@ def heldout_prompts(cfg: RunConfig, domain: str) -> list[RLPrompt]:
     """The held-out tasks of a domain: the eval's gym tasks where they cover it, else the tiny world's."""
     style = cfg.model.prompt_style
     if domain in covered_domains(cfg.eval.reasoning_gym):
-        return [_styled(p, style) for p in gym_prompts(cfg.eval.reasoning_gym, domain, "heldout", cfg.seed)]
+        return [styled(p, style) for p in gym_prompts(cfg.eval.reasoning_gym, domain, "heldout", cfg.seed)]
     tasks = generate_tasks(domain, "heldout", cfg.world.heldout_per_domain, cfg.seed, tuple(cfg.world.levels))
     return [tiny_prompt(t, style) for t in tasks]
 
 
-def _styled(p: RLPrompt, style: str) -> RLPrompt:
+def styled(p: RLPrompt, style: str) -> RLPrompt:
+    """The same prompt, its user message in `style`."""
     return RLPrompt(p.data_source, p.domain, user_message(p.question, p.domain, style), p.ground_truth, p.extra_info)
 
 
