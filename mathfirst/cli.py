@@ -183,6 +183,28 @@ def bench(
         print(json.dumps(result))
 
 
+@app.command()
+def plan(
+    config: Path = typer.Option(DEFAULT_CONFIG, help="YAML config"),
+    device: str = typer.Option(None, help="cpu or cuda (default: this machine's)"),
+    memory_gb: float = typer.Option(None, help="plan against this many GB instead of the device's memory"),
+    measure: bool = typer.Option(False, help="also run two worst-case steps of each stage and report its peak"),
+) -> None:
+    """Each stage's estimated peak memory, part by part, against the budget; nothing is loaded (see docs/memory.md)."""
+    from mathfirst.memory import print_plan
+
+    try:
+        cfg = load_config(config)
+        if memory_gb is not None:
+            cfg = cfg.model_copy(update={"memory_gb": memory_gb})
+        if device not in (None, "cpu", "cuda"):
+            raise ConfigError(f"unknown device {device!r}; choose cpu or cuda")
+        if not print_plan(cfg, device, config if measure else None):
+            raise typer.Exit(1)
+    except (ConfigError, OSError) as e:
+        fail(str(e))
+
+
 @export_app.command("verl")
 def export_verl_command(
     config: Path = typer.Option(..., help="YAML config, e.g. configs/qwen3-4b.yaml"),

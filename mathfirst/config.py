@@ -67,6 +67,19 @@ class GymConfig(Strict):
     rows_per_domain: int = Field(2000, gt=0, description="RL: training rows; eval: held-out rows per domain")
 
 
+class LoraConfig(Strict):
+    """Low-rank adapters (peft) on the stage's linear layers; the base weights stay frozen."""
+
+    rank: int = Field(16, gt=0, description="adapter rank r")
+    alpha: float = Field(32.0, gt=0, description="scale: the update is (alpha / r) B A")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapters' input")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear",
+        description="names of the adapted linear layers, e.g. [q_proj, v_proj]; all-linear: every "
+        "linear layer but the output head",
+    )
+
+
 class ModelConfig(Strict):
     """Either a fresh tiny Qwen3 (`init: tiny`) or a path to any local HF causal-LM folder."""
 
@@ -85,6 +98,11 @@ class ModelConfig(Strict):
     num_kv_heads: int = Field(2, gt=0, description="tiny model: key/value heads")
     intermediate_size: int = Field(512, gt=0, description="tiny model: MLP width")
     max_seq_len: int = Field(512, gt=0, description="longest prompt + response, in tokens")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="compute precision: auto is bfloat16 on a GPU (autocast over fp32 trainable weights, "
+        "frozen ones stored in bf16), float32 on a CPU",
+    )
 
     @property
     def prompt_style(self) -> str:
@@ -110,6 +128,9 @@ class TrainConfig(Strict):
 
     steps: int = Field(gt=0, description="optimizer steps")
     batch_size: int = Field(32, gt=0, description="rows per step")
+    micro_batch_size: int | None = Field(
+        None, gt=0, description="rows per forward/backward (gradient accumulation); default: the whole batch"
+    )
     lr: float = Field(1e-3, gt=0, description="peak learning rate (warm-up, then cosine to 10%)")
     warmup_steps: int = Field(20, ge=0, description="linear warm-up steps")
     weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay")
@@ -129,6 +150,8 @@ class TrainConfig(Strict):
     self_distill: SelfDistillConfig | None = Field(
         None, description="add the model's own verified responses (rejection sampling)"
     )
+    lora: LoraConfig | None = Field(None, description="train low-rank adapters instead of every weight")
+    gradient_checkpointing: bool = Field(False, description="recompute each layer's activations in the backward")
     save_every: int = Field(100, gt=0, description="steps between resumable checkpoints")
     log_every: int = Field(10, gt=0, description="steps between metric lines")
     domains: list[Literal[DOMAINS]] = Field(list(DOMAINS), description="the tiny world's domains of the generated rows")  # type: ignore[valid-type]
@@ -166,7 +189,11 @@ class RLConfig(Strict):
     mini_batch_groups: int = Field(8, gt=0, description="groups per optimizer step")
     micro_batch_rows: int = Field(16, gt=0, description="responses per forward/backward, packed after their prompt")
     ppo_epochs: int = Field(1, gt=0, description="passes over each batch")
-    rollout_batch_size: int = Field(128, gt=0, description="rows the sampler runs at once")
+    rollout_batch_size: int = Field(
+        128, gt=0, description="rows the sampler runs at once at most (fewer when their KV cache would not fit)"
+    )
+    lora: LoraConfig | None = Field(None, description="train low-rank adapters instead of every weight")
+    gradient_checkpointing: bool = Field(False, description="recompute each layer's activations in the backward")
     save_every: int = Field(10, gt=0, description="steps between resumable checkpoints")
     domains: list[Literal[DOMAINS]] = Field(["math"], description="the domains prompts are drawn from")  # type: ignore[valid-type]
     generated: bool = Field(
@@ -207,6 +234,9 @@ class RunConfig(Strict):
     seed: int = Field(0, description="the run's seed")
     stages: list[Literal[STAGES]] = Field(list(STAGES), description="stages to run, in order")  # type: ignore[valid-type]
     threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
+    memory_gb: float | None = Field(
+        None, gt=0, description="memory a stage may use; default: the GPU's memory, or the RAM available on a CPU"
+    )
     log: list[Literal["jsonl", "tensorboard", "wandb"]] = Field(
         ["jsonl"], description="where metrics go: jsonl (metrics.jsonl, always written), tensorboard, wandb"
     )

@@ -20,7 +20,9 @@ from mathfirst.data.gym import check_gym
 from mathfirst.data.loaders import load_rl_prompts, load_sft_pairs
 from mathfirst.eval.heldout import evaluate_heldout, print_eval
 from mathfirst.eval.suites import SHIPPED
-from mathfirst.model import build_tiny_model, count_params, load_model, save_model
+from mathfirst.memory import plan, refusal
+from mathfirst.model import best_device, build_tiny_model, count_params, load_model, save_model
+from mathfirst.precision import autocast, compute_dtype
 from mathfirst.report import write_report
 from mathfirst.rl import train_rl
 from mathfirst.self_distill import self_distilled_pairs
@@ -59,6 +61,7 @@ def check_inputs(cfg: RunConfig) -> None:
     if unknown:
         raise ConfigError(f"eval.benchmarks: {', '.join(unknown)} is not shipped; choose from: {', '.join(SHIPPED)}")
     check_gym(cfg.eval.reasoning_gym)
+    check_memory(cfg)
     for stage in cfg.stages:
         scfg = getattr(cfg, stage)
         distill = getattr(scfg, "self_distill", None)
@@ -66,6 +69,30 @@ def check_inputs(cfg: RunConfig) -> None:
         check_gym(distill.reasoning_gym if distill else None)
         for path in scfg.files:
             load_rl_prompts(path) if stage in RL_STAGES else load_sft_pairs(path)
+
+
+def check_memory(cfg: RunConfig) -> None:
+    """Refuse, before any weights load, a stage whose estimated peak does not fit in the memory budget."""
+    estimates, budget = plan(cfg)
+    for estimate in estimates:
+        problem = refusal(estimate, budget)
+        if problem:
+            raise ConfigError(problem)
+
+
+def fitted(cfg: RunConfig) -> RunConfig:
+    """`cfg` with the sampler's rows (RL rollout_batch_size, eval.batch_size) lowered to what the memory budget
+    holds, saying so when it lowers one."""
+    estimates, _ = plan(cfg)
+    changes: dict = {}
+    for e in estimates:
+        section = cfg.eval if e.stage == "eval" else getattr(cfg, e.stage)
+        key = "batch_size" if e.stage == "eval" else "rollout_batch_size"
+        if e.rollout_rows is not None and e.rollout_rows < getattr(section, key):
+            console.print(f"{e.stage}: the sampler runs {e.rollout_rows} rows at once, not {getattr(section, key)} "
+                          "(their KV cache would not fit; `mathfirst plan` shows the estimate)")  # fmt: skip
+            changes[e.stage] = section.model_copy(update={key: e.rollout_rows})
+    return cfg.model_copy(update=changes)
 
 
 def tiny_tokenizer(cfg: RunConfig, out: Path) -> PreTrainedTokenizerBase:
@@ -96,6 +123,7 @@ def starting_point(cfg: RunConfig, out: Path, stage: str) -> tuple[PreTrainedMod
 
 def run_stage(cfg: RunConfig, out: Path, stage: str) -> dict:
     stage_dir = out / stage
+    dtype = compute_dtype(cfg.model.dtype, best_device())
     if not (stage_dir / "trained.json").is_file():
         stage_dir.mkdir(parents=True, exist_ok=True)
         model, tokenizer = starting_point(cfg, out, stage)
@@ -104,24 +132,25 @@ def run_stage(cfg: RunConfig, out: Path, stage: str) -> dict:
         if stage in RL_STAGES:
             console.print(f"[bold]{stage}[/]: DAPO on {', '.join(tcfg.domains)}, {count_params(model):,} parameters")
             pools, seed = rl_prompts(cfg, stage), stage_seed(cfg, stage)
-            model = train_rl(model, tokenizer, tcfg, pools, stage_dir, seed, stage, tuple(cfg.log))
+            model = train_rl(model, tokenizer, tcfg, pools, stage_dir, seed, stage, tuple(cfg.log), dtype)
         else:
             pairs = stage_examples(cfg, stage)
             if tcfg.self_distill is not None:
-                pairs += self_distilled_pairs(model, tokenizer, cfg, tcfg.self_distill, stage_dir)
+                with autocast(model.device, dtype):
+                    pairs += self_distilled_pairs(model, tokenizer, cfg, tcfg.self_distill, stage_dir)
             if not pairs:
                 raise ConfigError(f"{stage}: no training rows (set `examples`, `files` or `self_distill`)")
             max_len = cfg.model.max_seq_len
             examples = encode_chats(tokenizer, pairs, tcfg.loss_on_prompt, max_len)
             console.print(f"[bold]{stage}[/]: {len(examples)} examples, {count_params(model):,} parameters")
-            model = train(model, tokenizer, examples, tcfg, stage_dir, cfg.seed, stage, tuple(cfg.log))
+            model = train(model, tokenizer, examples, tcfg, stage_dir, cfg.seed, stage, tuple(cfg.log), dtype)
         save_model(model, tokenizer, stage_dir)
         write_json_atomic(
             stage_dir / "trained.json", {"steps": tcfg.steps, "seconds": round(time.perf_counter() - t0, 1)}
         )
         shutil.rmtree(stage_dir / "last", ignore_errors=True)
     if not (stage_dir / "eval.json").is_file():
-        model, tokenizer = load_model(stage_dir)
+        model, tokenizer = load_model(stage_dir, dtype)
         t0 = time.perf_counter()
         results = evaluate_heldout(model, tokenizer, cfg, stage_dir, stage)
         write_json_atomic(
@@ -189,6 +218,7 @@ def run_curriculum(
         console.print(f"reused from {reuse}: {', '.join(reuse_stages(cfg, out, reuse)) or 'nothing'}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    cfg = fitted(cfg)
     wanted = stages or cfg.stages
     results = {}
     for stage in STAGES:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
+from mathfirst.lora import effective_weight
+
 ARCHITECTURES = {"llama", "qwen2", "qwen3"}
 ROPE_TYPES = {"default", "linear", "llama3", "yarn"}  # the ones whose frequencies do not depend on length
 
@@ -51,31 +53,36 @@ def pair_order(head_dim: int) -> torch.Tensor:
     return torch.stack([torch.arange(half), torch.arange(half) + half], -1).flatten()
 
 
-def fused_layer(block: torch.nn.Module, heads: int, kv_heads: int, head_dim: int) -> Layer:
+def fused_layer(block: torch.nn.Module, heads: int, kv_heads: int, head_dim: int, dtype: torch.dtype) -> Layer:
+    """One block's weights in `dtype`, with LoRA adapters folded in; q/k/v and gate/up are fused copies."""
     attn, mlp = block.self_attn, block.mlp
     order = pair_order(head_dim).to(attn.q_proj.weight.device)
+
+    def w(linear: torch.nn.Module) -> torch.Tensor:
+        return effective_weight(linear).to(dtype)
 
     def paired(w: torch.Tensor, n: int) -> torch.Tensor:
         return w.view(n, head_dim, *w.shape[1:])[:, order].reshape(w.shape)
 
-    weights = [paired(attn.q_proj.weight, heads), paired(attn.k_proj.weight, kv_heads), attn.v_proj.weight]
+    weights = [paired(w(attn.q_proj), heads), paired(w(attn.k_proj), kv_heads), w(attn.v_proj)]
     biases = [attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias]
     if biases[0] is not None:
-        biases = [paired(biases[0], heads), paired(biases[1], kv_heads), biases[2]]
+        biases = [paired(biases[0].to(dtype), heads), paired(biases[1].to(dtype), kv_heads), biases[2].to(dtype)]
     q_norm, k_norm = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
     qk_norm = None
     if q_norm is not None:
         qk_norm = torch.cat([q_norm.weight[order].expand(heads, -1), k_norm.weight[order].expand(kv_heads, -1)])
+        qk_norm = qk_norm.to(dtype)
     return Layer(
-        input_norm=block.input_layernorm.weight,
+        input_norm=block.input_layernorm.weight.to(dtype),
         qkv=torch.cat(weights),
         qkv_bias=torch.cat(biases) if biases[0] is not None else None,
         qk_norm=qk_norm,
-        out=attn.o_proj.weight,
-        out_bias=attn.o_proj.bias,
-        post_norm=block.post_attention_layernorm.weight,
-        gate_up=torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]),
-        down=mlp.down_proj.weight,
+        out=w(attn.o_proj),
+        out_bias=attn.o_proj.bias.to(dtype) if attn.o_proj.bias is not None else None,
+        post_norm=block.post_attention_layernorm.weight.to(dtype),
+        gate_up=torch.cat([w(mlp.gate_proj), w(mlp.up_proj)]),
+        down=w(mlp.down_proj),
     )
 
 
@@ -97,17 +104,21 @@ def attention_mask(valid: torch.Tensor, length: int) -> torch.Tensor:
 
 
 class StaticDecoder:
-    """Logits for the next token of `batch` sequences, keeping their keys and values in a fixed cache."""
+    """Logits for the next token of `batch` sequences, keeping their keys and values in a fixed cache. It computes
+    in the weights' dtype, or in the autocast dtype when autocast is on (its weights are then copies in it)."""
 
     def __init__(self, model: PreTrainedModel, batch: int, max_len: int):
         cfg, inner = model.config, model.model
         self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
         self.eps = cfg.rms_norm_eps
-        self.embed = inner.embed_tokens.weight
-        self.norm = inner.norm.weight
-        self.head = model.lm_head.weight
-        self.layers = [fused_layer(block, self.heads, self.kv_heads, self.head_dim) for block in inner.layers]
+        device = inner.embed_tokens.weight.device
+        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+        dtype = dtype or inner.embed_tokens.weight.dtype
+        self.embed = inner.embed_tokens.weight.to(dtype)
+        self.norm = inner.norm.weight.to(dtype)
+        self.head = effective_weight(model.lm_head).to(dtype)
+        self.layers = [fused_layer(block, self.heads, self.kv_heads, self.head_dim, dtype) for block in inner.layers]
         rotary = inner.rotary_emb
         angles = torch.outer(torch.arange(max_len, device=self.embed.device).float(), rotary.inv_freq.float())
         self.rotations = torch.polar(torch.full_like(angles, rotary.attention_scaling), angles)

@@ -9,6 +9,7 @@ import torch
 from transformers import PreTrainedModel
 
 from mathfirst.config import TrainConfig
+from mathfirst.model import trainable
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # the quintic Newton-Schulz iteration of Keller Jordan's Muon
 NS_STEPS = 5
@@ -89,14 +90,14 @@ def hidden_matrices(model: PreTrainedModel) -> list[torch.nn.Parameter]:
     if model.get_output_embeddings() is not None:
         tables.append(model.get_output_embeddings().weight)
     skip = {id(t) for t in tables}
-    return [p for p in model.parameters() if p.ndim == 2 and id(p) not in skip]
+    return [p for p in trainable(model) if p.ndim == 2 and id(p) not in skip]
 
 
 def make_optimizer(model: PreTrainedModel, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.adam_betas)
+        return torch.optim.AdamW(trainable(model), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.adam_betas)
     hidden = hidden_matrices(model)
     muon_ids = {id(p) for p in hidden}
-    rest = [p for p in model.parameters() if id(p) not in muon_ids]
+    rest = [p for p in trainable(model) if id(p) not in muon_ids]
     groups = [dict(params=hidden, muon=True), dict(params=rest, muon=False)]
     return MuonAdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.adam_betas)

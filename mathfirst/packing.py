@@ -7,17 +7,7 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel
 
-
-def token_logprobs(model: PreTrainedModel, ids: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-prob of each next token under softmax(logits / T), and the entropy there (no gradient), aligned
-    with `ids` (the first position, which nothing predicts, is 0)."""
-    logits = model(input_ids=ids).logits[:, :-1].float() / temperature
-    logp_all = torch.log_softmax(logits, -1)
-    logp = logp_all.gather(-1, ids[:, 1:, None])[..., 0]
-    with torch.no_grad():
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
-    pad = torch.zeros((ids.shape[0], 1), device=ids.device)
-    return torch.cat([pad, logp], 1), torch.cat([pad, entropy], 1)
+from mathfirst.logprobs import head_logprobs, hidden_states
 
 
 def prompt_chunks(batch: dict[str, torch.Tensor], groups: list[int], group_size: int, rows: int) -> list[torch.Tensor]:
@@ -76,15 +66,16 @@ def shared_prompt_logprobs(
     model: PreTrainedModel, batch: dict[str, torch.Tensor], chunks: list[torch.Tensor], temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs and entropies (no gradient) of the responses of `chunks`, one row per response, from its first
-    token on: a prompt goes through the model once for all its responses, and nothing is padded to a common
-    length but the packed sequences."""
+    token on: a prompt goes through the model once for all its responses, nothing is padded to a common length
+    but the packed sequences, and the output head sees only the response tokens (a chunk of them at a time)."""
     ids, position, allowed, seq, predict, tokens = (t.to(model.device) for t in pack_chunks(batch, chunks))
     bias = torch.zeros(allowed.shape, device=model.device).masked_fill(~allowed, torch.finfo(torch.float32).min)
-    logits = model(input_ids=ids, attention_mask=bias[:, None], position_ids=position).logits
-    logp_all = torch.log_softmax(logits.float() / temperature, -1)
-    with torch.no_grad():
-        entropy = -(logp_all.exp() * logp_all).sum(-1)[seq, predict]
-    return logp_all[seq, predict, ids[seq, tokens]], entropy
+    hidden = hidden_states(model, input_ids=ids, attention_mask=bias[:, None], position_ids=position)
+    lengths = batch["response_len"][torch.cat(chunks)].to(model.device)
+    real = torch.arange(seq.shape[1], device=model.device) < lengths[:, None]  # a response's own tokens
+    logp, entropy = head_logprobs(model, hidden[seq[real], predict[real]], ids[seq[real], tokens[real]], temperature)
+    out = torch.zeros(seq.shape, device=model.device, dtype=logp.dtype)
+    return out.masked_scatter(real, logp), torch.zeros_like(out).masked_scatter(real, entropy)
 
 
 def micro_batches(batch: dict[str, torch.Tensor], chunks: list[torch.Tensor], rows: int) -> list[list[torch.Tensor]]:

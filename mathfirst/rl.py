@@ -25,8 +25,11 @@ from mathfirst.dapo import (
 )
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.data.reasoning import SKILL_PREFIXES, detect_skills
+from mathfirst.lora import adapt, finish
 from mathfirst.metrics import MetricsLog
-from mathfirst.packing import micro_batches, prompt_chunks, shared_prompt_logprobs, token_logprobs
+from mathfirst.model import set_checkpointing, trainable
+from mathfirst.packing import micro_batches, prompt_chunks, shared_prompt_logprobs
+from mathfirst.precision import autocast
 from mathfirst.rewards import compute_scores
 from mathfirst.rollout import Rollout, decode, sample
 from mathfirst.tokenizer import chat_prompt_ids
@@ -137,7 +140,7 @@ def part_loss(
     model: PreTrainedModel,
     batch: dict[str, torch.Tensor],
     chunks: list[torch.Tensor],
-    ref_logp: torch.Tensor | None,
+    ref_model: PreTrainedModel | None,
     cfg: RLConfig,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The DAPO loss over one micro-batch (chunks of responses sharing a prompt), and its statistics."""
@@ -148,8 +151,10 @@ def part_loss(
     mask = batch["mask"][rows].gather(1, index) * (offset < batch["response_len"][rows, None])
     old_logp, adv = batch["old_logp"][rows].gather(1, index), batch["adv"][rows]
     loss, stats = policy_loss(logp, old_logp, adv, mask, cfg.clip_low, cfg.clip_high, cfg.clip_c, cfg.loss_agg)
-    if ref_logp is not None and cfg.kl_coef > 0:
-        kl = kl_penalty(logp, ref_logp[rows].gather(1, index), cfg.kl_estimator)
+    if ref_model is not None and cfg.kl_coef > 0:
+        with torch.no_grad():
+            ref_logp, _ = shared_prompt_logprobs(ref_model, batch, chunks, cfg.temperature)
+        kl = kl_penalty(logp, ref_logp, cfg.kl_estimator)
         loss = loss + cfg.kl_coef * agg_loss(kl, mask, cfg.loss_agg)
     return loss, stats | {"loss": loss.item(), "entropy": float(agg_loss(entropy, mask, "token-mean"))}
 
@@ -162,11 +167,10 @@ def update(
     group_size: int,
     cfg: RLConfig,
     rng: torch.Generator,
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, float]:
     """PPO epochs of clipped mini-batch updates over the kept groups; returns averaged statistics."""
     batch = {k: v.to(model.device) for k, v in batch.items()}
-    with torch.no_grad():
-        ref_logp = token_logprobs(ref_model, batch["ids"], cfg.temperature)[0] if ref_model is not None else None
     n_groups = batch["ids"].shape[0] // group_size
     stats: dict[str, list[float]] = {"loss": [], "clip_frac": [], "ppo_kl": [], "entropy": [], "grad_norm": []}
     for _ in range(cfg.ppo_epochs):
@@ -179,15 +183,17 @@ def update(
             step_stats = dict.fromkeys(("loss", "clip_frac", "ppo_kl", "entropy"), 0.0)
             chunks = prompt_chunks(batch, groups, group_size, cfg.micro_batch_rows)
             for part in micro_batches(batch, chunks, cfg.micro_batch_rows):
-                loss, part_stats = part_loss(model, batch, part, ref_logp, cfg)
+                with autocast(model.device, dtype):
+                    loss, part_stats = part_loss(model, batch, part, ref_model, cfg)
                 share = float(agg_units(batch["mask"][torch.cat(part)], cfg.loss_agg) / units)  # its weight
                 (loss * share).backward()
                 for k, v in part_stats.items():
                     step_stats[k] += v * share
-            stats["grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)))
+            stats["grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(trainable(model), cfg.grad_clip)))
             optimizer.step()
             for k, v in step_stats.items():
                 stats[k].append(v)
+    optimizer.zero_grad(set_to_none=True)  # no gradients held while the next step samples
     return {k: round(sum(v) / len(v), 5) for k, v in stats.items() if v}
 
 
@@ -230,25 +236,26 @@ def train_rl(
     seed: int,
     desc: str,
     loggers: tuple[str, ...] = (),
+    dtype: torch.dtype = torch.float32,
 ) -> PreTrainedModel:
     """Run cfg.steps DAPO steps on prompts drawn from `pools` (per domain), resuming from stage_dir/last when a
-    checkpoint is there; metrics go to `loggers` too."""
-    ref_model = None
-    if cfg.kl_coef > 0:
-        ref_model = type(model)(model.config).eval()
-        ref_model.load_state_dict(model.state_dict())
+    checkpoint is there; metrics go to `loggers` too. Returns a plain HF model (LoRA adapters merged)."""
+    ref_model = frozen_copy(model, dtype) if cfg.kl_coef > 0 else None
+    model = adapt(model, cfg.lora, dtype)
     model, tokenizer, optimizer, start = resume(
         model,
         tokenizer,
         stage_dir,
-        lambda m: torch.optim.AdamW(m.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.adam_betas),
+        lambda m: torch.optim.AdamW(trainable(m), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.adam_betas),
         desc,
     )
+    set_checkpointing(model, cfg.gradient_checkpointing)
     log = MetricsLog(stage_dir / "metrics.jsonl", start, loggers)
     bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, dynamic_ncols=True)
     for step in bar:
         t0 = time.perf_counter()
-        kept, sampled, rounds = collect_batch(model, tokenizer, pools, cfg, step, seed)
+        with autocast(model.device, dtype):
+            kept, sampled, rounds = collect_batch(model, tokenizer, pools, cfg, step, seed)
         t_sample = time.perf_counter() - t0
         metrics = step_metrics(kept, sampled, rounds)
         if kept:
@@ -257,7 +264,7 @@ def train_rl(
             model.train()
             batch = pack(kept, tokenizer.pad_token_id, cfg.mask_truncated)
             rng = torch.Generator().manual_seed(seed * 7919 + step)
-            metrics |= update(model, ref_model, optimizer, batch, cfg.group_size, cfg, rng)
+            metrics |= update(model, ref_model, optimizer, batch, cfg.group_size, cfg, rng, dtype)
             model.eval()
         log.log(step + 1, **metrics, sample_s=round(t_sample, 2), step_s=round(time.perf_counter() - t0, 2))
         bar.set_postfix(acc=f"{metrics['acc']:.2f}", kept=f"{len(kept)}/{len(sampled)}")
@@ -265,5 +272,11 @@ def train_rl(
             save_checkpoint(stage_dir / "last", model, tokenizer, optimizer, step + 1)
     bar.close()
     log.close()
-    model.eval()
-    return model
+    return finish(model, stage_dir)
+
+
+def frozen_copy(model: PreTrainedModel, dtype: torch.dtype) -> PreTrainedModel:
+    """The KL reference: a copy of the starting weights in `dtype`, never trained."""
+    ref = type(model)(model.config).eval()
+    ref.load_state_dict(model.state_dict())
+    return ref.to(dtype).requires_grad_(False)

@@ -12,8 +12,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mathfirst.checkpoint import resume, save_checkpoint
 from mathfirst.config import TrainConfig
+from mathfirst.logprobs import head_logprobs, hidden_states
+from mathfirst.lora import adapt, finish
 from mathfirst.metrics import MetricsLog
+from mathfirst.model import set_checkpointing, trainable
 from mathfirst.optim import make_optimizer
+from mathfirst.precision import autocast
 
 IGNORE = -100
 
@@ -68,6 +72,34 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def next_token_loss(model: PreTrainedModel, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the labelled next tokens (HF's causal-LM loss), the output head applied a chunk of
+    tokens at a time."""
+    hidden = hidden_states(model, input_ids=input_ids)[:, :-1]
+    targets = labels[:, 1:]
+    scored = targets != IGNORE
+    logp, _ = head_logprobs(model, hidden[scored], targets[scored])
+    return -logp.mean()
+
+
+def accumulate(
+    model: PreTrainedModel, rows: list[tuple[list[int], list[int]]], cfg: TrainConfig, pad_id: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """Gradients of the batch's mean next-token loss, summed over micro-batches of `micro_batch_size` rows (each
+    weighted by its share of the labelled tokens, so any split gives the whole batch's gradient); returns the loss."""
+    size = cfg.micro_batch_size or len(rows)
+    scored = sum(sum(label != IGNORE for label in labels[1:]) for _, labels in rows)
+    total = torch.zeros(())
+    for start in range(0, len(rows), size):
+        input_ids, labels = (t.to(model.device) for t in collate(rows[start : start + size], pad_id))
+        share = int((labels[:, 1:] != IGNORE).sum()) / scored
+        with autocast(model.device, dtype):
+            loss = next_token_loss(model, input_ids, labels) * share
+        loss.backward()
+        total += loss.detach().cpu()
+    return total
+
+
 def train(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -77,15 +109,13 @@ def train(
     seed: int,
     desc: str,
     loggers: tuple[str, ...] = (),
+    dtype: torch.dtype = torch.float32,
 ) -> PreTrainedModel:
-    """Train for cfg.steps, resuming from stage_dir/last if a checkpoint is there; metrics go to `loggers` too."""
-    model, tokenizer, optimizer, start = resume(
-        model,
-        tokenizer,
-        stage_dir,
-        lambda m: make_optimizer(m, cfg),
-        desc,
-    )
+    """Train for cfg.steps, resuming from stage_dir/last if a checkpoint is there; metrics go to `loggers` too.
+    Returns a plain HF model (LoRA adapters merged; saved in stage_dir/adapter too)."""
+    model = adapt(model, cfg.lora, dtype)
+    model, tokenizer, optimizer, start = resume(model, tokenizer, stage_dir, lambda m: make_optimizer(m, cfg), desc)
+    set_checkpointing(model, cfg.gradient_checkpointing)
     log = MetricsLog(stage_dir / "metrics.jsonl", start, loggers)
     if start:
         log.log(start, event="resumed")
@@ -95,13 +125,11 @@ def train(
     bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, dynamic_ncols=True)
     for step in bar:
         batch = batch_indices(step, len(examples), lengths, cfg.batch_size, seed)
-        input_ids, labels = collate([examples[i] for i in batch], tokenizer.pad_token_id)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = model(input_ids=input_ids.to(model.device), labels=labels.to(model.device)).loss
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        loss = accumulate(model, [examples[i] for i in batch], cfg, tokenizer.pad_token_id, dtype)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable(model), cfg.grad_clip)
         optimizer.step()
         tokens += sum(lengths[i] for i in batch)
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
@@ -118,5 +146,4 @@ def train(
             save_checkpoint(stage_dir / "last", model, tokenizer, optimizer, step + 1)
     bar.close()
     log.close()
-    model.eval()
-    return model
+    return finish(model, stage_dir)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mathfirst.config import ConfigError, RLConfig, RunConfig, TrainConfig
+from mathfirst.config import ConfigError, LoraConfig, RLConfig, RunConfig, TrainConfig
 from mathfirst.data.assemble import heldout_prompts, rl_prompts, stage_examples
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.data.schema import REWARD_STYLE
@@ -100,6 +100,8 @@ def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward:
         "actor_rollout_ref.actor.kl_loss_coef": rl.kl_coef,
         "actor_rollout_ref.actor.kl_loss_type": rl.kl_estimator,
         "actor_rollout_ref.actor.entropy_coeff": 0,
+        **lora_overrides("actor_rollout_ref.model", rl.lora),
+        "actor_rollout_ref.model.enable_gradient_checkpointing": rl.gradient_checkpointing,
         "reward.reward_manager.name": "dapo",
         "reward.custom_reward_function.path": str(reward),
         "reward.custom_reward_function.name": "compute_score",
@@ -117,6 +119,14 @@ def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward:
         "trainer.resume_mode": "auto",
         "trainer.logger": ["console"],
     }
+
+
+def lora_overrides(prefix: str, lora: LoraConfig | None) -> dict[str, object]:
+    """verl's LoRA keys (rank 0: off)."""
+    if lora is None:
+        return {f"{prefix}.lora_rank": 0}
+    targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
+    return {f"{prefix}.lora_rank": lora.rank, f"{prefix}.lora_alpha": lora.alpha, f"{prefix}.target_modules": targets}
 
 
 def sft_overrides(cfg: RunConfig, sft: TrainConfig, folder: Path) -> dict[str, object]:
@@ -144,6 +154,8 @@ def sft_overrides(cfg: RunConfig, sft: TrainConfig, folder: Path) -> dict[str, o
         "optim.betas": list(sft.adam_betas),
         "optim.clip_grad": sft.grad_clip,
         "optim.lr_warmup_steps": sft.warmup_steps,
+        **lora_overrides("model", sft.lora),
+        "model.enable_gradient_checkpointing": sft.gradient_checkpointing,
         "trainer.project_name": "mathfirst",
         "trainer.experiment_name": f"{cfg.name}-sft",
         "trainer.default_local_dir": str(folder / "checkpoints"),

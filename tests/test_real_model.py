@@ -95,3 +95,26 @@ def test_greedy_eval_on_gsm8k(smollm2, tmp_path):
     assert result["n"] == 8 and 0 <= result["accuracy"] <= 1 and result["ci95"][0] <= result["accuracy"]
     rows = [json.loads(line) for line in (tmp_path / "r.responses.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and all(r["response"].strip() for r in rows)  # English, not an empty or broken decode
+
+
+SMALL = {"stages": ["sft", "rl_math"], "model": {"max_seq_len": 160},
+         "sft": {"steps": 1, "batch_size": 4, "examples": 0},
+         "rl_math": {"steps": 1, "group_size": 4, "max_new_tokens": 64, "micro_batch_rows": 8, "mini_batch_groups": 2,
+                     "rollout_batch_size": 8}}  # fmt: skip
+VARIANTS = [("sft", {}), ("sft", {"lora": {"rank": 16}}), ("rl_math", {"gradient_checkpointing": True}),
+            ("rl_math", {"lora": {"rank": 16}, "gradient_checkpointing": True})]  # fmt: skip
+
+
+@pytest.mark.parametrize("stage, change", VARIANTS)
+def test_the_memory_estimate_holds_for_smollm2_steps(smollm2, tmp_path, stage, change):
+    """Two worst-case steps in a fresh process (mathfirst.memory_probe): the resident peak against the estimate."""
+    config = json.loads(json.dumps(SMALL))
+    config["model"]["init"] = str(smollm2)
+    config[stage] |= change
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(config))
+    cmd = [sys.executable, "-m", "mathfirst.memory_probe", str(path), stage]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={"OMP_NUM_THREADS": "2", "PATH": ""})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert abs(result["estimated"] - result["measured"]) <= 0.25 * result["measured"], result

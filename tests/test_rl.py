@@ -10,12 +10,21 @@ from mathfirst.data.assemble import task_pools
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.metrics import read_metrics
 from mathfirst.model import build_tiny_model
-from mathfirst.packing import token_logprobs
 from mathfirst.rl import Group, collect_batch, pack, pick_tasks, train_rl, update
 from mathfirst.rollout import Rollout
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
 
 CORPUS = ["Compute 12 + 34.\nSubgoal: add the ones.\nAnswer: \\boxed{46}"] * 20 + ["Who is the tallest? Ann"] * 5
+
+
+def token_logprobs(model, ids: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference: log-probs of each next token from the full HF forward (all logits at once), aligned with
+    `ids` (the first position, which nothing predicts, is 0), and the entropies there."""
+    logp_all = torch.log_softmax(model(input_ids=ids).logits[:, :-1].float() / temperature, -1)
+    logp = logp_all.gather(-1, ids[:, 1:, None])[..., 0]
+    entropy = -(logp_all.exp() * logp_all).sum(-1).detach()
+    pad = torch.zeros((ids.shape[0], 1))
+    return torch.cat([pad, logp], 1), torch.cat([pad, entropy], 1)
 
 
 @pytest.fixture()
