@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mathfirst.data.schema import DOMAINS
+from mathfirst.losses import LOSS_DEFAULTS
 
 PRESETS = Path(__file__).parent / "configs"  # shipped with the package; `configs/` in a checkout links here
 DEFAULT_CONFIG = PRESETS / "tiny.yaml"
@@ -171,11 +172,19 @@ class RLConfig(Strict):
     temperature: float = Field(1.0, gt=0, description="sampling temperature (the log-probs use it too)")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling")
     max_new_tokens: int = Field(192, gt=0, description="longest response")
-    clip_low: float = Field(0.2, ge=0, lt=1, description="clip-higher: ratio kept in [1 - clip_low, 1 + clip_high]")
+    loss: Literal["dapo", "grpo", "dr_grpo", "gspo", "cispo"] = Field(
+        "dapo",
+        description="policy loss (losses.py); it sets clip_low, clip_high, loss_agg, norm_adv_by_std (and grpo "
+        "kl_coef, kl_estimator) to its own values unless the stage sets them",
+    )
+    norm_adv_by_std: bool = Field(True, description="divide group advantages by their std (Dr. GRPO: false)")
+    clip_low: float = Field(0.2, ge=0, le=1, description="clip-higher: ratio kept in [1 - clip_low, 1 + clip_high]")
     clip_high: float = Field(0.28, ge=0, description="upper clip of the ratio (clip-higher)")
     clip_c: float = Field(3.0, gt=1, description="dual clip for negative advantages (verl's clip_ratio_c)")
-    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"] = Field(
-        "token-mean", description="token-mean (DAPO), seq-mean-token-mean or seq-mean-token-sum"
+    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = Field(
+        "token-mean",
+        description="token-mean (DAPO), seq-mean-token-mean (GRPO), seq-mean-token-sum, or seq-mean-token-sum-norm "
+        "(Dr. GRPO: token sums / max_new_tokens)",
     )
     overlong_buffer: int = Field(
         0, ge=0, description="soft penalty over the last N tokens before max_new_tokens; 0 = off"
@@ -202,6 +211,15 @@ class RLConfig(Strict):
     reasoning_gym: GymConfig | None = Field(None, description="and/or from reasoning-gym tasks")
     files: list[str] = Field([], description="and/or from .parquet/.jsonl files in verl's RL schema")
     domain_weights: dict[str, float] = Field({}, description="relative sampling weight per domain; missing = 1")
+
+    @model_validator(mode="after")
+    def _loss_defaults(self) -> RLConfig:
+        """The settings the chosen loss defines, where the stage does not set them (left out of the fields
+        set, so an overlay that changes `loss` gets the new loss's values)."""
+        for key, value in LOSS_DEFAULTS[self.loss].items():
+            if key not in self.model_fields_set:
+                object.__setattr__(self, key, value)
+        return self
 
     @field_validator("domain_weights")
     @classmethod

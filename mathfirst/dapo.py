@@ -7,24 +7,31 @@ from typing import Literal
 
 import torch
 
-LossAgg = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"]
+LossAgg = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
 
 
-def group_advantages(rewards: torch.Tensor, group_ids: list, eps: float = 1e-6) -> torch.Tensor:
-    """(r - mean) / (std + eps) within each prompt's group (unbiased std); a group of one has mean 0, std 1."""
+def group_advantages(
+    rewards: torch.Tensor, group_ids: list, eps: float = 1e-6, norm_by_std: bool = True
+) -> torch.Tensor:
+    """(r - mean) / (std + eps) within each prompt's group (unbiased std); a group of one has mean 0, std 1.
+    Without `norm_by_std` (Dr. GRPO) only the mean is subtracted."""
     adv = torch.empty_like(rewards, dtype=torch.float32)
     for gid in dict.fromkeys(group_ids):
         idx = torch.tensor([i for i, g in enumerate(group_ids) if g == gid])
         r = rewards[idx].float()
         if len(idx) == 1:
-            adv[idx] = r / (1 + eps)
+            adv[idx] = r / (1 + eps) if norm_by_std else r
         else:
-            adv[idx] = (r - r.mean()) / (r.std() + eps)
+            adv[idx] = (r - r.mean()) / (r.std() + eps if norm_by_std else 1.0)
     return adv
 
 
-def agg_loss(loss_mat: torch.Tensor, mask: torch.Tensor, mode: LossAgg = "token-mean") -> torch.Tensor:
-    """Reduce a (batch, tokens) loss to a scalar: DAPO's token-level mean, or a mean over sequences."""
+def agg_loss(
+    loss_mat: torch.Tensor, mask: torch.Tensor, mode: LossAgg = "token-mean", horizon: int | None = None
+) -> torch.Tensor:
+    """Reduce a (batch, tokens) loss to a scalar: DAPO's token-level mean, or a mean over sequences;
+    seq-mean-token-sum-norm (Dr. GRPO) divides the token sums by a constant `horizon` (the longest response
+    allowed; verl's loss_scale_factor, defaulting to the padded width)."""
     mask = mask.to(loss_mat.dtype)
     if mode == "token-mean":
         return (loss_mat * mask).sum() / mask.sum().clamp(min=1)
@@ -35,6 +42,8 @@ def agg_loss(loss_mat: torch.Tensor, mask: torch.Tensor, mode: LossAgg = "token-
         per_seq = seq_sum / (per_seq_tokens + 1e-8)
     elif mode == "seq-mean-token-sum":
         per_seq = seq_sum
+    elif mode == "seq-mean-token-sum-norm":
+        per_seq = seq_sum / (horizon or loss_mat.shape[-1])
     else:
         raise ValueError(f"unknown loss aggregation {mode!r}")
     return (per_seq * has_tokens).sum() / has_tokens.sum().clamp(min=1)
@@ -55,6 +64,7 @@ def policy_loss(
     clip_high: float = 0.28,
     clip_c: float = 3.0,
     agg: LossAgg = "token-mean",
+    horizon: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """PPO's clipped objective with clip-higher (ratio kept in [1 - clip_low, 1 + clip_high]) and verl's
     dual clip at `clip_c` for negative advantages. `advantages` is per token or per sequence."""
@@ -74,7 +84,7 @@ def policy_loss(
             "clip_frac": float(((clipped > unclipped).to(logp.dtype) * fmask).sum() / n),
             "ppo_kl": float((-log_ratio * fmask).sum() / n),
         }
-    return agg_loss(loss_mat, mask, agg), stats
+    return agg_loss(loss_mat, mask, agg, horizon), stats
 
 
 def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int, factor: float = 1.0) -> torch.Tensor:

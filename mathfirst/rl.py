@@ -21,11 +21,11 @@ from mathfirst.dapo import (
     informative_groups,
     kl_penalty,
     overlong_penalty,
-    policy_loss,
 )
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.data.reasoning import SKILL_PREFIXES, detect_skills
 from mathfirst.lora import adapt, finish
+from mathfirst.losses import objective
 from mathfirst.metrics import MetricsLog
 from mathfirst.model import set_checkpointing, trainable
 from mathfirst.packing import micro_batches, prompt_chunks, shared_prompt_logprobs
@@ -110,7 +110,7 @@ def collect_batch(
     return kept[: cfg.prompts_per_step], sampled, rounds
 
 
-def pack(groups: list[Group], pad_id: int, mask_truncated: bool) -> dict[str, torch.Tensor]:
+def pack(groups: list[Group], pad_id: int, mask_truncated: bool, norm_by_std: bool = True) -> dict[str, torch.Tensor]:
     """Right-padded prompt+response ids, a mask over response tokens, the sampler's log-probs (PPO's old
     policy: the sampler runs this very model, so no second forward is needed), per-sequence advantages."""
     rollouts = [r for g in groups for r in g.rollouts]
@@ -130,7 +130,7 @@ def pack(groups: list[Group], pad_id: int, mask_truncated: bool) -> dict[str, to
         "ids": ids,
         "mask": mask,
         "old_logp": old_logp,
-        "adv": group_advantages(rewards, group_ids),
+        "adv": group_advantages(rewards, group_ids, norm_by_std=norm_by_std),
         "prompt_len": torch.tensor([len(r.prompt_ids) for r in rollouts]),
         "response_len": torch.tensor([len(r.response_ids) for r in rollouts]),
     }
@@ -150,12 +150,14 @@ def part_loss(
     index = (batch["prompt_len"][rows, None] + offset).clamp(max=batch["ids"].shape[1] - 1)  # into the batch
     mask = batch["mask"][rows].gather(1, index) * (offset < batch["response_len"][rows, None])
     old_logp, adv = batch["old_logp"][rows].gather(1, index), batch["adv"][rows]
-    loss, stats = policy_loss(logp, old_logp, adv, mask, cfg.clip_low, cfg.clip_high, cfg.clip_c, cfg.loss_agg)
+    loss, stats = objective(
+        cfg.loss, logp, old_logp, adv, mask, cfg.clip_low, cfg.clip_high, cfg.clip_c, cfg.loss_agg, cfg.max_new_tokens
+    )
     if ref_model is not None and cfg.kl_coef > 0:
         with torch.no_grad():
             ref_logp, _ = shared_prompt_logprobs(ref_model, batch, chunks, cfg.temperature)
         kl = kl_penalty(logp, ref_logp, cfg.kl_estimator)
-        loss = loss + cfg.kl_coef * agg_loss(kl, mask, cfg.loss_agg)
+        loss = loss + cfg.kl_coef * agg_loss(kl, mask, cfg.loss_agg, cfg.max_new_tokens)
     return loss, stats | {"loss": loss.item(), "entropy": float(agg_loss(entropy, mask, "token-mean"))}
 
 
@@ -262,7 +264,7 @@ def train_rl(
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
             model.train()
-            batch = pack(kept, tokenizer.pad_token_id, cfg.mask_truncated)
+            batch = pack(kept, tokenizer.pad_token_id, cfg.mask_truncated, cfg.norm_adv_by_std)
             rng = torch.Generator().manual_seed(seed * 7919 + step)
             metrics |= update(model, ref_model, optimizer, batch, cfg.group_size, cfg, rng, dtype)
             model.eval()

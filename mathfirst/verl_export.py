@@ -18,6 +18,7 @@ from mathfirst.config import ConfigError, LoraConfig, RLConfig, RunConfig, Train
 from mathfirst.data.assemble import heldout_prompts, rl_prompts, stage_examples
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.data.schema import REWARD_STYLE
+from mathfirst.losses import VERL_LOSS_MODE
 
 TEMPLATES = Path(__file__).parent / "templates" / "verl"  # reward.py and launch.sh, written into the export
 EXPORTED_STAGES = ("sft", "rl_math", "rl_joint")
@@ -30,6 +31,7 @@ PAPER_KEYS = {
     "actor_rollout_ref.actor.clip_ratio_low",
     "actor_rollout_ref.actor.clip_ratio_high",
     "actor_rollout_ref.actor.loss_agg_mode",
+    "actor_rollout_ref.actor.policy_loss.loss_mode",
     "algorithm.filter_groups.enable",
     "+reward.reward_kwargs.overlong_buffer_cfg.enable",
     "reward.reward_manager.name",
@@ -74,7 +76,7 @@ def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward:
         "data.gen_batch_size": rl.prompts_per_step,
         "data.seed": cfg.seed,
         "algorithm.adv_estimator": "grpo",
-        "algorithm.norm_adv_by_std_in_grpo": True,
+        "algorithm.norm_adv_by_std_in_grpo": rl.norm_adv_by_std,
         "algorithm.use_kl_in_reward": False,
         "algorithm.filter_groups.enable": rl.dynamic_sampling,
         "algorithm.filter_groups.metric": "acc",
@@ -96,6 +98,8 @@ def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward:
         "actor_rollout_ref.actor.clip_ratio_high": rl.clip_high,
         "actor_rollout_ref.actor.clip_ratio_c": rl.clip_c,
         "actor_rollout_ref.actor.loss_agg_mode": rl.loss_agg,
+        "actor_rollout_ref.actor.policy_loss.loss_mode": VERL_LOSS_MODE[rl.loss],
+        "actor_rollout_ref.actor.loss_scale_factor": rl.max_new_tokens,  # seq-mean-token-sum-norm's horizon
         "actor_rollout_ref.actor.use_kl_loss": kl,
         "actor_rollout_ref.actor.kl_loss_coef": rl.kl_coef,
         "actor_rollout_ref.actor.kl_loss_type": rl.kl_estimator,

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from mathfirst.config import ModelConfig, RLConfig
-from mathfirst.dapo import agg_loss, kl_penalty, policy_loss
+from mathfirst.dapo import agg_loss, kl_penalty
 from mathfirst.data.assemble import task_pools
 from mathfirst.data.loaders import RLPrompt
+from mathfirst.losses import objective
 from mathfirst.metrics import read_metrics
 from mathfirst.model import build_tiny_model
 from mathfirst.rl import Group, collect_batch, pack, pick_tasks, train_rl, update
@@ -105,22 +106,27 @@ def test_update_moves_probability_towards_rewarded_responses(model_and_tok):
     assert {"loss", "clip_frac", "entropy", "ppo_kl", "grad_norm"} <= set(stats)
 
 
-AGGS_AND_KL = [("token-mean", 0.0), ("seq-mean-token-mean", 0.0), ("seq-mean-token-sum", 0.0), ("token-mean", 0.5)]
+LOSSES_AGGS_AND_KL = [("dapo", "token-mean", 0.0), ("dapo", "seq-mean-token-mean", 0.0),
+                      ("dapo", "seq-mean-token-sum", 0.0), ("dapo", "token-mean", 0.5), ("grpo", None, 0.5),
+                      ("dr_grpo", None, 0.0), ("gspo", None, 0.0), ("cispo", None, 0.0)]  # fmt: skip
 
 
-@pytest.mark.parametrize("agg, kl_coef", AGGS_AND_KL)
-def test_shared_prompt_micro_batches_give_the_full_batch_update(model_and_tok, agg, kl_coef):
+@pytest.mark.parametrize("loss_name, agg, kl_coef", LOSSES_AGGS_AND_KL)
+def test_shared_prompt_micro_batches_give_the_full_batch_update(model_and_tok, loss_name, agg, kl_coef):
     """Packing each prompt once with its responses (in micro-batches of any size) changes nothing: the update
-    equals one step on the loss of the whole right-padded batch (with its KL term to a reference model)."""
+    equals one step on the loss of the whole right-padded batch (with its KL term to a reference model), for
+    every policy loss (None: the loss's own aggregation)."""
     model, tok = model_and_tok
     math = RLPrompt("tiny/math", "math", "Compute 12 + 34.", "46")
     logic = RLPrompt("tiny/logic", "logic", "Who is the tallest?", "Ann")
     groups = fixed_groups(model, tok, math, "Answer: \\boxed{46}", "Who is the tallest? Ann Ann Ann Ann")[:1]
     groups += fixed_groups(model, tok, logic, "Ann", "Compute 12 + 34.\nSubgoal: add the ones.")[:1]
     groups[1].rollouts[2].truncated = True  # a response with nothing in the loss
-    batch = pack(groups, tok.pad_token_id, mask_truncated=True)
+    cfg = rl_cfg(mini_batch_groups=2, loss=loss_name, kl_coef=kl_coef, **({"loss_agg": agg} if agg else {}))
+    if loss_name == "gspo":
+        cfg = cfg.model_copy(update={"clip_low": 0.02, "clip_high": 0.03})  # some sequence ratios clip
+    batch = pack(groups, tok.pad_token_id, mask_truncated=True, norm_by_std=cfg.norm_adv_by_std)
     batch["old_logp"] = batch["old_logp"] + 0.05 * torch.randn(batch["old_logp"].shape)  # some ratios clip
-    cfg = rl_cfg(mini_batch_groups=2, loss_agg=agg, kl_coef=kl_coef)
     ref_model = copy.deepcopy(model)
     with torch.no_grad():
         for p in ref_model.parameters():
@@ -129,8 +135,10 @@ def test_shared_prompt_micro_batches_give_the_full_batch_update(model_and_tok, a
 
     reference = copy.deepcopy(model)
     logp, _ = token_logprobs(reference, batch["ids"], cfg.temperature)
-    loss, _ = policy_loss(logp, batch["old_logp"], batch["adv"], batch["mask"], agg=agg)
-    loss = loss + kl_coef * agg_loss(kl_penalty(logp, ref_logp, cfg.kl_estimator), batch["mask"], agg)
+    args = (cfg.clip_low, cfg.clip_high, cfg.clip_c, cfg.loss_agg, cfg.max_new_tokens)
+    loss, _ = objective(cfg.loss, logp, batch["old_logp"], batch["adv"], batch["mask"], *args)
+    kl = agg_loss(kl_penalty(logp, ref_logp, cfg.kl_estimator), batch["mask"], cfg.loss_agg, cfg.max_new_tokens)
+    loss = loss + kl_coef * kl
     loss.backward()
     torch.nn.utils.clip_grad_norm_(reference.parameters(), 1.0)
     torch.optim.SGD(reference.parameters(), lr=1.0).step()

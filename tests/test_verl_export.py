@@ -140,3 +140,23 @@ def test_export_draws_the_prompts_the_native_trainer_draws(tmp_path):
     assert {r["data_source"].split("/")[0] for r in rows} == {"reasoning_gym", "tiny"}
     held = {r["extra_info"]["uid"] for r in pq.read_table(tmp_path / "rl_joint" / "val.parquet").to_pylist()}
     assert held and not held & {r["extra_info"]["uid"] for r in rows}  # held-out rows never train
+
+
+@pytest.mark.parametrize("loss", ["dapo", "grpo", "dr_grpo", "gspo", "cispo"])
+def test_every_loss_exports_to_verls_keys(loss, tmp_path):
+    """The keys are the same for every loss (their composition with verl's Hydra config is tested above); the
+    values are verl's names for what each loss defines."""
+    cfg = load_config(ROOT / "configs" / "smoke.yaml")
+    cfg.sft.optimizer = "adamw"
+    cfg.rl_math = cfg.rl_math.model_validate(cfg.rl_math.model_dump(exclude_unset=True) | {"loss": loss})
+    export_verl(cfg, tmp_path)
+    rl = overrides(tmp_path, "rl_math")
+    want = {"dapo": ("vanilla", "token-mean", "true"), "grpo": ("vanilla", "seq-mean-token-mean", "true"),
+            "dr_grpo": ("vanilla", "seq-mean-token-sum-norm", "false"), "gspo": ("gspo", "seq-mean-token-mean", "true"),
+            "cispo": ("cispo", "token-mean", "true")}[loss]  # fmt: skip
+    got = (rl["actor_rollout_ref.actor.policy_loss.loss_mode"], rl["actor_rollout_ref.actor.loss_agg_mode"],
+           rl["algorithm.norm_adv_by_std_in_grpo"].lower())  # fmt: skip
+    assert got == want
+    assert rl["actor_rollout_ref.actor.loss_scale_factor"] == str(cfg.rl_math.max_new_tokens)
+    assert float(rl["actor_rollout_ref.actor.clip_ratio_low"]) == cfg.rl_math.clip_low
+    assert (rl["actor_rollout_ref.actor.use_kl_loss"].lower() == "true") == (loss == "grpo")
