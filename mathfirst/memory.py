@@ -205,6 +205,8 @@ def memory_budget(cfg: RunConfig, device: str) -> int:
     if cfg.memory_gb is not None:
         return int(cfg.memory_gb * GB)
     if device == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("there is no GPU here to take the budget from: give one with --memory-gb (or memory_gb)")
         return torch.cuda.get_device_properties(0).total_memory
     available = psutil.virtual_memory().available
     limit = Path("/sys/fs/cgroup/memory.max")

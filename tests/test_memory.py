@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from mathfirst.config import ConfigError, RunConfig, load_config
@@ -111,6 +112,9 @@ def test_plan_prints_every_stage_and_fails_when_one_does_not_fit(tmp_path):
     assert proc.returncode == 0 and all(s in proc.stdout for s in ("pretrain", "rl_joint", "eval")), proc.stderr
     proc = subprocess.run([*cli, "--memory-gb", "0.5"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 1 and "needs about" in proc.stderr
+    if not torch.cuda.is_available():
+        proc = subprocess.run([*cli, "--device", "cuda"], capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 2 and "--memory-gb" in proc.stderr
 
 
 def test_fitted_leaves_a_config_that_fits_unchanged():
