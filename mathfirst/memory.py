@@ -222,7 +222,16 @@ def plan(cfg: RunConfig, device: str | None = None) -> tuple[list[Estimate], int
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     budget = memory_budget(cfg, device)
     stages = [s for s in cfg.stages if not (s == "pretrain" and cfg.model.init != "tiny")]
-    return [estimate_stage(cfg, s, device, budget) for s in [*stages, "eval"]], budget
+    config, shapes = model_config(cfg), {}  # one shape per distinct LoRA setting
+
+    def shape(stage: str) -> Shape:
+        lora = None if stage == "eval" else getattr(cfg, stage).lora
+        key = lora.model_dump_json() if lora else ""
+        if key not in shapes:
+            shapes[key] = model_shape(config, lora)
+        return shapes[key]
+
+    return [estimate_stage(cfg, s, device, budget, shape(s)) for s in [*stages, "eval"]], budget
 
 
 ADVICE = {
