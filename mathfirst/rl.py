@@ -143,7 +143,8 @@ def part_loss(
     ref_model: PreTrainedModel | None,
     cfg: RLConfig,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The DAPO loss over one micro-batch (chunks of responses sharing a prompt), and its statistics."""
+    """The stage's policy loss (`cfg.loss`, DAPO by default) over one micro-batch (chunks of responses sharing a
+    prompt), with its KL term when there is one, and its statistics."""
     logp, entropy = shared_prompt_logprobs(model, batch, chunks, cfg.temperature)
     rows = torch.cat(chunks)
     offset = torch.arange(logp.shape[1], device=logp.device)
