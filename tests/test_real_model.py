@@ -101,8 +101,12 @@ SMALL = {"stages": ["sft", "rl_math"], "model": {"max_seq_len": 160},
          "sft": {"steps": 1, "batch_size": 4, "examples": 0},
          "rl_math": {"steps": 1, "group_size": 4, "max_new_tokens": 64, "micro_batch_rows": 8, "mini_batch_groups": 2,
                      "rollout_batch_size": 8}}  # fmt: skip
-VARIANTS = [("sft", {}), ("sft", {"lora": {"rank": 16}}), ("rl_math", {"gradient_checkpointing": True}),
-            ("rl_math", {"lora": {"rank": 16}, "gradient_checkpointing": True})]  # fmt: skip
+VARIANTS = [  # two in the default suite, the other two with -m slow (each is a fresh process loading SmolLM2)
+    ("sft", {}),
+    pytest.param("sft", {"lora": {"rank": 16}}, marks=pytest.mark.slow),
+    pytest.param("rl_math", {"gradient_checkpointing": True}, marks=pytest.mark.slow),
+    ("rl_math", {"lora": {"rank": 16}, "gradient_checkpointing": True}),
+]
 
 
 @pytest.mark.parametrize("stage, change", VARIANTS)
