@@ -6,10 +6,11 @@ import sys
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from mathfirst.config import DEFAULT_CONFIG, ConfigError, load_config
+from mathfirst.config import DEFAULT_CONFIG, ConfigError, ServeSettings, load_config
 from mathfirst.data.loaders import DataError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Reasoning curriculum: math first, then everything.")
@@ -20,6 +21,9 @@ app.add_typer(export_app, name="export")
 model_app = typer.Typer(no_args_is_help=True, help="Bring real pretrained models in.")
 app.add_typer(model_app, name="model")
 err = Console(stderr=True)
+
+
+SERVE_HELP = {k: f.description for k, f in ServeSettings.model_fields.items()}
 
 
 def fail(message: str) -> None:
@@ -110,13 +114,28 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     name: str = typer.Option(None, help="model id to serve under (default: the folder's name)"),
+    max_tokens: int = typer.Option(None, help=SERVE_HELP["max_tokens"]),
+    memory_gb: float = typer.Option(None, help=SERVE_HELP["memory_gb"]),
+    max_batch: int = typer.Option(None, help=SERVE_HELP["max_batch"]),
+    max_queue: int = typer.Option(None, help=SERVE_HELP["max_queue"]),
+    request_timeout_s: float = typer.Option(None, "--request-timeout", help=SERVE_HELP["request_timeout_s"]),
+    api_key: str = typer.Option(None, envvar="MATHFIRST_API_KEY", help=SERVE_HELP["api_key"]),
 ) -> None:
-    """Serve a checkpoint over an OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions)."""
+    """Serve a checkpoint over an OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions,
+    /health); concurrent requests are sampled together."""
     from mathfirst.serve import serve as run_server
 
     if not (checkpoint / "config.json").is_file():
         fail(f"{checkpoint} is not a Hugging Face model folder (no config.json)")
-    run_server(checkpoint, host, port, name)
+    given = {"max_tokens": max_tokens, "memory_gb": memory_gb, "max_batch": max_batch, "max_queue": max_queue,
+             "request_timeout_s": request_timeout_s, "api_key": api_key}  # fmt: skip
+    try:
+        settings = ServeSettings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as e:
+        fail(f"bad serve option: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}")
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
+        err.print(f"[yellow]warning:[/] serving on {host} without --api-key: anyone who can reach it can use it")
+    run_server(checkpoint, host, port, name, settings)
 
 
 @app.command("eval")

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mathfirst.data.schema import DOMAINS
+from mathfirst.endpoint import CONCURRENCY
 from mathfirst.losses import LOSS_DEFAULTS
 
 PRESETS = Path(__file__).parent / "configs"  # shipped with the package; `configs/` in a checkout links here
@@ -245,6 +246,20 @@ class EvalConfig(Strict):
         [], description="shipped benchmarks evaluated after every stage, e.g. [gsm8k, math500]"
     )
     benchmark_limit: int | None = Field(None, gt=0, description="the first N problems of each")
+
+
+class ServeSettings(Strict):
+    """The server's limits; `mathfirst serve --help` shows them as options."""
+
+    max_tokens: int | None = Field(None, gt=0, description="cap on a request's max_tokens (default: the context)")
+    memory_gb: float | None = Field(
+        None, gt=0, description="memory for the sampler's batches (default: half of what is free at start)"
+    )
+    max_batch: int = Field(CONCURRENCY, gt=0, description="rows (requests x n) sampled together at most")
+    max_queue: int = Field(16 * CONCURRENCY, gt=0, description="rows waiting at most; more get 429")
+    window_s: float = Field(0.005, ge=0, description="how long the first request waits for others to join")
+    request_timeout_s: float = Field(600.0, gt=0, description="a request waiting longer gets 504")
+    api_key: str | None = Field(None, description="required as 'Authorization: Bearer KEY' (env MATHFIRST_API_KEY)")
 
 
 class RunConfig(Strict):

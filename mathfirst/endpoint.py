@@ -7,6 +7,8 @@ import time
 import urllib.error
 import urllib.request
 
+CONCURRENCY = 64  # requests a client keeps in flight, and rows `mathfirst serve` samples together by default
+
 
 class EndpointError(Exception):
     """The endpoint kept failing; the message names the URL and the last error."""

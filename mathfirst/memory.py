@@ -135,6 +135,13 @@ def sampling_bytes(shape: Shape, rows: int, length: int, dtype_bytes: int, copie
     }
 
 
+def prefill_bytes(shape: Shape, prompts: int, width: int, dtype_bytes: int) -> int:
+    """The sampler's prefill of `prompts` distinct prompts of up to `width` tokens: one layer's activations
+    (its input, q/k/v, attention output, MLP) and the boolean attention mask (attention itself is fused)."""
+    per_token = 4 * shape.hidden + 2 * shape.kv_dim + 3 * shape.intermediate
+    return prompts * width * (per_token * dtype_bytes + width)
+
+
 def update_bytes(
     shape: Shape, tokens: int, scored: int, sequences: int, width: int, dtype_bytes: int, checkpointing: bool
 ) -> dict[str, int]:
@@ -208,6 +215,11 @@ def memory_budget(cfg: RunConfig, device: str) -> int:
         if not torch.cuda.is_available():
             raise ConfigError("there is no GPU here to take the budget from: give one with --memory-gb (or memory_gb)")
         return torch.cuda.get_device_properties(0).total_memory
+    return available_ram()
+
+
+def available_ram() -> int:
+    """RAM this process may still take: what the machine has free, within the cgroup's limit."""
     available = psutil.virtual_memory().available
     limit = Path("/sys/fs/cgroup/memory.max")
     if limit.is_file() and limit.read_text().strip().isdigit():

@@ -3,7 +3,7 @@ sampler that RL uses, which also returns each token's log-prob under the samplin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -74,24 +74,41 @@ def decode(tokenizer: PreTrainedTokenizerBase, rollouts: list[Rollout]) -> list[
     return [tokenizer.decode(r.response_ids, skip_special_tokens=True) for r in rollouts]
 
 
+def greedy_tokens(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    token = logits.argmax(-1)
+    return token, torch.log_softmax(logits.float(), -1).gather(-1, token[:, None])[:, 0]
+
+
 def pick_tokens(
-    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+    logits: torch.Tensor,
+    temperature: float | torch.Tensor,
+    top_p: float | torch.Tensor,
+    generator: torch.Generator | None = None,
+    uniforms: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next tokens and their log-probs under softmax(logits / T) (top-p only narrows what is drawn)."""
-    if temperature <= 0:
-        logp = torch.log_softmax(logits.float(), -1)
-        token = logits.argmax(-1)
-        return token, logp.gather(-1, token[:, None])[:, 0]
-    probs = torch.softmax(logits.float() / temperature, -1)
+    """Next tokens and their log-probs under softmax(logits / T) (top-p only narrows what is drawn).
+    `temperature` and `top_p` are one value for all rows or one per row (T = 0: greedy); the draws come
+    from `generator`, or are `uniforms` in [0, 1), one per row."""
+    per_row = isinstance(temperature, torch.Tensor)
+    greedy = temperature <= 0 if per_row else None
+    if greedy.all() if per_row else temperature <= 0:
+        return greedy_tokens(logits)
+    scale = torch.where(greedy, 1.0, temperature)[:, None] if per_row else temperature
+    probs = torch.softmax(logits.float() / scale, -1)
     drawn = probs
-    if top_p < 1.0:
+    if (top_p < 1.0).any() if isinstance(top_p, torch.Tensor) else top_p < 1.0:
+        nucleus = top_p[:, None] if isinstance(top_p, torch.Tensor) else top_p
         sorted_p, order = probs.sort(-1, descending=True)
-        outside = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest prefix reaching top_p
+        outside = sorted_p.cumsum(-1) - sorted_p > nucleus  # keep the smallest prefix reaching top_p
         drawn = torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(outside, 0.0))
     cdf = drawn.cumsum(-1)  # inverse-CDF draw: several times faster than torch.multinomial on a CPU
-    u = torch.rand((len(cdf), 1), generator=generator, device=cdf.device) * cdf[:, -1:]
-    token = torch.searchsorted(cdf, u, right=True)[:, 0].clamp(max=cdf.shape[-1] - 1)
-    return token, probs.gather(-1, token[:, None])[:, 0].log()
+    u = uniforms[:, None] if uniforms is not None else torch.rand((len(cdf), 1), generator=generator, device=cdf.device)
+    token = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)[:, 0].clamp(max=cdf.shape[-1] - 1)
+    logp = probs.gather(-1, token[:, None])[:, 0].log()
+    if per_row and greedy.any():
+        best, best_logp = greedy_tokens(logits)
+        token, logp = torch.where(greedy, best, token), torch.where(greedy, best_logp, logp)
+    return token, logp
 
 
 class HFDecoder:
@@ -122,6 +139,17 @@ def left_pad(prompts: list[list[int]], pad_id: int, device: torch.device) -> tup
     return ids.to(device), valid.to(device)
 
 
+@dataclass
+class RowSettings:
+    """Sampling settings that differ by row (the server batches requests of different clients): each row's
+    temperature and top-p [n], its own seeded draws [n, max_new_tokens], and its token limit [n]."""
+
+    temperature: torch.Tensor
+    top_p: torch.Tensor
+    uniforms: torch.Tensor
+    limits: torch.Tensor
+
+
 @torch.inference_mode()
 def sample_batch(
     model: PreTrainedModel,
@@ -132,10 +160,13 @@ def sample_batch(
     temperature: float = 1.0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    rows_settings: RowSettings | None = None,
+    on_step: Callable[[list[int], list[int]], None] | None = None,
 ) -> list[Rollout]:
     """The native sampler: one prefill of the distinct left-padded prompts (a group's G copies of a prompt
     share it), then one cached forward per new token. Finished rows leave the batch (and the cache) once
-    they are a quarter of it, so a few long answers do not drag the rest along."""
+    they are a quarter of it, so a few long answers do not drag the rest along. With `rows_settings`, each
+    row samples with its own settings; `on_step(rows, tokens)` sees each step's tokens (for streaming)."""
     distinct = {p: i for i, p in enumerate(dict.fromkeys(map(tuple, prompts)))}
     ids, valid = left_pad([list(p) for p in distinct], pad_id, model.device)
     width = ids.shape[1]
@@ -152,9 +183,17 @@ def sample_batch(
     rows = torch.arange(n, device=ids.device)  # the original index of each row still in the batch
     done = torch.zeros(n, dtype=torch.bool, device=ids.device)
     for t in range(max_new_tokens):
-        token, logp = pick_tokens(logits, temperature, top_p, generator)
+        if rows_settings is None:
+            token, logp = pick_tokens(logits, temperature, top_p, generator)
+        else:
+            s = rows_settings
+            token, logp = pick_tokens(logits, s.temperature[rows], s.top_p[rows], uniforms=s.uniforms[rows, t])
         tokens[rows, t], logprobs[rows, t] = token, logp  # a finished row's extra tokens are cut at its EOS
+        if on_step is not None:
+            on_step(rows.tolist(), token.tolist())
         done = done | (token == eos_id)
+        if rows_settings is not None:
+            done = done | (rows_settings.limits[rows] <= t + 1)
         finished = int(done.sum())
         if t + 1 == max_new_tokens or finished == len(rows):
             break
@@ -164,8 +203,10 @@ def sample_batch(
             decoder.keep_rows(keep)
         position = position + 1
         logits = decoder.forward(token[:, None], position, valid[:, : width + t + 1])
+    limits = rows_settings.limits.tolist() if rows_settings is not None else [max_new_tokens] * n
     return [
-        rollout(prompt, toks, lps, eos_id) for prompt, toks, lps in zip(prompts, tokens.tolist(), logprobs.tolist())
+        rollout(prompt, toks[:limit], lps[:limit], eos_id)
+        for prompt, toks, lps, limit in zip(prompts, tokens.tolist(), logprobs.tolist(), limits)
     ]
 
 
@@ -211,28 +252,3 @@ def sample(
             out[i] = r
     model.train(was_training)
     return out  # type: ignore[return-value]
-
-
-@torch.inference_mode()
-def stream(
-    model: PreTrainedModel,
-    prompt: list[int],
-    eos_id: int,
-    max_new_tokens: int,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    seed: int = 0,
-    stop_ids: set[int] = frozenset(),
-) -> Iterator[int]:
-    """Yield one response's tokens as they are sampled (for serving); stops at EOS or a stop token."""
-    generator = torch.Generator(device=model.device).manual_seed(seed)
-    decoder = StaticDecoder.build(model, 1, len(prompt) + max_new_tokens) or HFDecoder(model)
-    valid = torch.ones((1, len(prompt)), dtype=torch.bool, device=model.device)
-    logits = decoder.forward(torch.tensor([prompt], device=model.device), valid.cumsum(-1) - 1, valid)
-    for t in range(max_new_tokens):
-        token, _ = pick_tokens(logits, temperature, top_p, generator)
-        if int(token[0]) == eos_id or int(token[0]) in stop_ids:
-            return
-        yield int(token[0])
-        valid = torch.cat([valid, valid.new_ones((1, 1))], 1)
-        logits = decoder.forward(token[:, None], torch.tensor([[len(prompt) + t]], device=model.device), valid)

@@ -1,31 +1,52 @@
-"""An OpenAI-compatible HTTP server for a checkpoint: /v1/models, /v1/completions, /v1/chat/completions,
-with streaming. For trying a trained model, for `mathfirst eval --model http://...`, and for the judge."""
+"""An OpenAI-compatible HTTP server for a checkpoint: /v1/models, /v1/completions, /v1/chat/completions (with
+streaming) and /health. For trying a trained model, for `mathfirst eval --model http://...`, and for the judge.
+Concurrent requests are sampled together (batcher.py); each is checked against the model's context, the
+server's limits and its memory budget before anything is allocated for it, and errors take OpenAI's shape."""
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
-import threading
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
 import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Literal
 
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import StreamingResponse
+import torch
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from mathfirst.batcher import Batcher, Job, Refused
+from mathfirst.config import ServeSettings
+from mathfirst.memory import GB, available_ram
 from mathfirst.model import load_model
-from mathfirst.rollout import decode, sample, stream
+from mathfirst.rollout import Rollout
+
+DEFAULT_MAX_TOKENS = 256  # when a request names none (and the context leaves room for it)
+MAX_BODY_BYTES = 4 * 2**20
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+               413: "invalid_request_error", 429: "rate_limit_error", 503: "server_error", 504: "timeout"}  # fmt: skip
 
 
 class CompletionRequest(BaseModel):
     model: str | None = None
     prompt: str | list[str]
-    max_tokens: int = Field(256, gt=0)
+    max_tokens: int | None = Field(None, gt=0)
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    n: int = Field(1, gt=0, le=64)
+    n: int = Field(1, gt=0)
     stream: bool = False
     seed: int | None = None
 
@@ -42,118 +63,244 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, gt=0)
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    n: int = Field(1, gt=0, le=64)
+    n: int = Field(1, gt=0)
     stream: bool = False
     seed: int | None = None
 
 
-def create_app(checkpoint: str | Path, model_id: str | None = None) -> FastAPI:
+def error(status: int, message: str, code: str | None = None, param: str | None = None) -> JSONResponse:
+    body = {"message": message, "type": ERROR_TYPES.get(status, "invalid_request_error"), "param": param, "code": code}
+    return JSONResponse({"error": body}, status)
+
+
+def sampler_budget(model: torch.nn.Module, memory_gb: float | None) -> int:
+    """Bytes the batches may take: `memory_gb`, else half of the GPU's or the machine's free memory now."""
+    if memory_gb is not None:
+        return int(memory_gb * GB)
+    free = torch.cuda.mem_get_info()[0] if model.device.type == "cuda" else available_ram()
+    return free // 2
+
+
+def create_app(checkpoint: str | Path, model_id: str | None = None, settings: ServeSettings | None = None) -> FastAPI:
+    settings = settings or ServeSettings()
+    api_key = settings.api_key or os.environ.get("MATHFIRST_API_KEY") or None
     model, tokenizer = load_model(checkpoint)
     model.eval()
     name = model_id or Path(checkpoint).name
-    lock = threading.Lock()  # one generation at a time: the model is the bottleneck anyway
-    app = FastAPI(title="mathfirst serve")
+    context = getattr(model.config, "max_position_embeddings", None) or 2**31
+    cap = min(settings.max_tokens or context, context)
+    batcher = Batcher(
+        model, tokenizer, sampler_budget(model, settings.memory_gb), settings.max_batch, settings.max_queue,
+        settings.window_s,
+    )  # fmt: skip
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        batcher.close()
+
+    app = FastAPI(title="mathfirst serve", lifespan=lifespan)
+
+    @app.exception_handler(Refused)
+    async def refused(_: Request, e: Refused) -> JSONResponse:
+        return error(e.status, str(e), e.code)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, e: HTTPException) -> JSONResponse:
+        return error(e.status_code, str(e.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        return error(400, f"invalid request: {where or 'body'}: {first.get('msg', 'malformed')}", param=where)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        """The API key on every route but /health, and a bound on the body's size."""
+        if api_key and request.url.path != "/health":
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+                return error(401, "missing or incorrect API key (send 'Authorization: Bearer KEY')", "invalid_api_key")
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            return error(413, f"the request body is over {MAX_BODY_BYTES // 2**20} MiB")
+        return await call_next(request)
 
     def check_model(requested: str | None) -> None:
         if requested not in (None, name):
             raise HTTPException(404, f"model {requested!r} not found; this server serves {name!r}")
 
-    def generate(prompt_ids: list[int], n: int, max_tokens: int, temperature: float, top_p: float, seed: int):
-        with lock:
-            rollouts = sample(model, tokenizer, [prompt_ids] * n, max_tokens, temperature, top_p, seed=seed)
-        return [
-            (text, "length" if r.truncated else "stop", r) for text, r in zip(decode(tokenizer, rollouts), rollouts)
-        ]
+    def new_tokens(requested: int | None, prompt_tokens: int) -> int:
+        """The request's max_tokens, checked against the server's cap and the model's context."""
+        if requested is not None and requested > cap:
+            raise Refused(400, f"max_tokens is {requested}; this server allows at most {cap}", "max_tokens")
+        room = context - prompt_tokens
+        if room <= 0 or (requested is not None and requested > room):
+            asked = f"you requested {prompt_tokens + (requested or 0)} tokens ({prompt_tokens} in the prompt, "
+            raise Refused(
+                400,
+                f"This model's maximum context length is {context} tokens. However, {asked}"
+                f"{requested or 0} in the completion). Please reduce the prompt or max_tokens.",
+                "context_length_exceeded",
+            )
+        return requested or min(DEFAULT_MAX_TOKENS, room, cap)
 
-    def usage(prompt_ids: list[int], outs) -> dict:
-        completion = sum(len(r.response_ids) for _, _, r in outs)
-        return {"prompt_tokens": len(prompt_ids), "completion_tokens": completion,
-                "total_tokens": len(prompt_ids) + completion}  # fmt: skip
+    def job(ids: list[int], n: int, requested: int | None, temperature: float, top_p: float, seed: int | None):
+        seed = secrets.randbits(62) if seed is None else seed
+        return Job(ids, n, new_tokens(requested, len(ids)), temperature, top_p, seed)
 
-    def pieces(prompt_ids: list[int], max_tokens: int, temperature: float, top_p: float, seed: int) -> Iterator[str]:
-        """Decoded text as it grows, token by token (multi-byte characters wait for their last byte)."""
-        with lock:
+    async def run(jobs: list[Job]) -> list[list[Rollout]]:
+        """Submit `jobs` (all or none) and wait for their rollouts, at most the request timeout."""
+        if sum(j.n for j in jobs) > settings.max_batch:
+            raise Refused(400, f"prompts x n is over {settings.max_batch}, the most this server samples at once")
+        futures = [asyncio.wrap_future(batcher.submit(j)) for j in jobs]
+        try:
+            return await asyncio.wait_for(asyncio.gather(*futures), settings.request_timeout_s)
+        except TimeoutError:
+            raise Refused(504, f"the request took over {settings.request_timeout_s:.0f} s") from None
+
+    def streamed(one: Job) -> AsyncIterator[tuple[str, str | None]]:
+        """Submit `one` now (so that a refusal is an HTTP error, not a broken stream), then yield
+        (text piece, None) as its text grows token by token, and ("", finish reason) at the end."""
+        loop, tokens = asyncio.get_running_loop(), asyncio.Queue()
+        one.on_token = lambda token: loop.call_soon_threadsafe(tokens.put_nowait, token)
+        future = asyncio.wrap_future(batcher.submit(one))
+
+        async def pieces():
             ids, sent = [], ""
-            for token in stream(model, prompt_ids, tokenizer.eos_token_id, max_tokens, temperature, top_p, seed):
+            while (token := await asyncio.wait_for(tokens.get(), settings.request_timeout_s)) is not None:
                 ids.append(token)
                 text = tokenizer.decode(ids, skip_special_tokens=True)
-                if not text.endswith("\ufffd") and len(text) > len(sent):
-                    yield text[len(sent) :]
+                if not text.endswith("\ufffd") and len(text) > len(sent):  # multi-byte characters wait for their end
+                    yield text[len(sent) :], None
                     sent = text
+            yield "", finish((await future)[0])
 
-    def sse(chunks: Iterator[dict]) -> StreamingResponse:
-        body = (f"data: {json.dumps(c)}\n\n" for c in chunks)
-        return StreamingResponse(_then_done(body), media_type="text/event-stream")
+        return pieces()
+
+    def sse(chunks: AsyncIterator[dict]) -> StreamingResponse:
+        async def body():
+            async for c in chunks:
+                yield f"data: {json.dumps(c)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    def usage(prompt_tokens: int, rollouts: list[Rollout]) -> dict:
+        completion = sum(len(r.response_ids) for r in rollouts)
+        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                "total_tokens": prompt_tokens + completion}  # fmt: skip
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "queued_rows": batcher.queued_rows(), "batches": batcher.batches,
+                "rows_done": batcher.rows_done}  # fmt: skip
 
     @app.get("/v1/models")
     def models() -> dict:
-        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "mathfirst"}]}
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "mathfirst",
+                                            "max_model_len": context}]}  # fmt: skip
 
     @app.post("/v1/completions")
-    def completions(req: CompletionRequest):
+    async def completions(req: CompletionRequest):
         check_model(req.model)
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
-        cid, created, seed = f"cmpl-{uuid.uuid4().hex}", int(time.time()), req.seed or 0
+        ids = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
+        jobs = [job(i, req.n, req.max_tokens, req.temperature, req.top_p, req.seed) for i in ids]
+        base = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+                "model": name}  # fmt: skip
         if req.stream:
-            if req.n != 1 or len(prompts) != 1:
-                raise HTTPException(400, "streaming supports one prompt and n=1")
-            ids = tokenizer(prompts[0], add_special_tokens=False).input_ids
+            if len(jobs) != 1 or req.n != 1:
+                raise Refused(400, "streaming supports one prompt and n=1")
 
-            def chunks():
-                for piece in pieces(ids, req.max_tokens, req.temperature, req.top_p, seed):
-                    yield {"id": cid, "object": "text_completion", "created": created, "model": name,
-                           "choices": [{"index": 0, "text": piece, "finish_reason": None}]}  # fmt: skip
-                yield {"id": cid, "object": "text_completion", "created": created, "model": name,
-                       "choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}  # fmt: skip
+            pieces = streamed(jobs[0])
+
+            async def chunks():
+                async for piece, reason in pieces:
+                    yield base | {"choices": [{"index": 0, "text": piece, "finish_reason": reason}]}
 
             return sse(chunks())
-        choices, total = [], {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-        for p in prompts:
-            ids = tokenizer(p, add_special_tokens=False).input_ids
-            outs = generate(ids, req.n, req.max_tokens, req.temperature, req.top_p, seed)
-            for text, finish, _ in outs:
-                choices.append({"index": len(choices), "text": text, "finish_reason": finish, "logprobs": None})
-            total = {k: total[k] + v for k, v in usage(ids, outs).items()}
-        return {"id": cid, "object": "text_completion", "created": created, "model": name, "choices": choices,
-                "usage": total}  # fmt: skip
+        results = await run(jobs)
+        choices = [
+            {"index": i, "text": text, "finish_reason": finish(r), "logprobs": None}
+            for i, (text, r) in enumerate((tokenizer.decode(r.response_ids, skip_special_tokens=True), r)
+                                          for rollouts in results for r in rollouts)
+        ]  # fmt: skip
+        totals = [usage(len(i), rollouts) for i, rollouts in zip(ids, results)]
+        return base | {"choices": choices, "usage": {k: sum(t[k] for t in totals) for k in totals[0]}}
 
     @app.post("/v1/chat/completions")
-    def chat(req: ChatRequest):
+    async def chat(req: ChatRequest):
         check_model(req.model)
         messages = [m.model_dump() for m in req.messages]
         ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
         ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
-        max_tokens = req.max_completion_tokens or req.max_tokens or 256
-        cid, created, seed = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), req.seed or 0
+        one = job(ids, req.n, req.max_completion_tokens or req.max_tokens, req.temperature, req.top_p, req.seed)
+        base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": name}
         if req.stream:
             if req.n != 1:
-                raise HTTPException(400, "streaming supports n=1")
+                raise Refused(400, "streaming supports n=1")
 
-            def chunks():
-                base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": name}
-                yield base | {"choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}
-                for piece in pieces(ids, max_tokens, req.temperature, req.top_p, seed):
-                    yield base | {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-                yield base | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            pieces = streamed(one)
+
+            async def chunks():
+                base_chunk = base | {"object": "chat.completion.chunk"}
+                yield base_chunk | {"choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}
+                async for piece, reason in pieces:
+                    delta = {"content": piece} if piece else {}
+                    yield base_chunk | {"choices": [{"index": 0, "delta": delta, "finish_reason": reason}]}
 
             return sse(chunks())
-        outs = generate(ids, req.n, max_tokens, req.temperature, req.top_p, seed)
+        (rollouts,) = await run([one])
         choices = [
-            {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-            for i, (text, finish, _) in enumerate(outs)
-        ]
-        return {"id": cid, "object": "chat.completion", "created": created, "model": name, "choices": choices,
-                "usage": usage(ids, outs)}  # fmt: skip
+            {"index": i, "message": {"role": "assistant", "content": tokenizer.decode(r.response_ids,
+             skip_special_tokens=True)}, "finish_reason": finish(r)}
+            for i, r in enumerate(rollouts)
+        ]  # fmt: skip
+        return base | {"object": "chat.completion", "choices": choices, "usage": usage(len(ids), rollouts)}
 
     return app
 
 
-def _then_done(body: Iterator[str]) -> Iterator[str]:
-    yield from body
-    yield "data: [DONE]\n\n"
+def finish(rollout: Rollout) -> str:
+    return "length" if rollout.truncated else "stop"
 
 
-def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, model_id: str | None = None) -> None:
+def serve(
+    checkpoint: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    model_id: str | None = None,
+    settings: ServeSettings | None = None,
+) -> None:
+    """Run the server until SIGINT/SIGTERM; on shutdown, requests in flight get up to the request timeout."""
     import uvicorn
 
-    uvicorn.run(create_app(checkpoint, model_id), host=host, port=port, log_level="info")
+    settings = settings or ServeSettings()
+    app = create_app(checkpoint, model_id, settings)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(settings.request_timeout_s))
+
+
+def launch(checkpoint: str | Path, *options: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`mathfirst serve CHECKPOINT OPTIONS` in a child process on a free loopback port, once it answers
+    /health; returns the process and its base URL (…/v1)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "mathfirst.cli", "serve", str(checkpoint), "--port", str(port), *options]
+    log = tempfile.TemporaryFile()  # not a pipe: a pipe nobody reads would block the server once full
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=1)
+            return proc, f"{url}/v1"
+        except OSError:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"mathfirst serve exited: {log.read().decode()[-2000:]}") from None
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"mathfirst serve did not answer /health within 120 s: {' '.join(command)}")

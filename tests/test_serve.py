@@ -1,14 +1,16 @@
 """`mathfirst serve` through the official openai client, and the judge against the running server."""
 
 import json
+import os
+import signal
 import socket
-import subprocess
-import sys
 import time
+import urllib.error
 import urllib.request
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
+import psutil
 import pytest
 import torch
 
@@ -18,9 +20,9 @@ from mathfirst.model import build_tiny_model, load_model, save_model
 from mathfirst.rewards import compute_score
 from mathfirst.rewards.judge import Judge, JudgeUnavailable, parse_verdict
 from mathfirst.rollout import sample
+from mathfirst.serve import launch
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
 
-ROOT = Path(__file__).parent.parent
 CORPUS = ["Compute 12 + 34.\nSubgoal: add.\nAnswer: \\boxed{46}\nYES NO"] * 20 + ["Who is the tallest? Ann"] * 5
 
 
@@ -30,42 +32,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(path: Path) -> tuple[subprocess.Popen, str]:
-    """`mathfirst serve PATH` on a free port, once it answers /v1/models."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mathfirst.cli", "serve", str(path), "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/models", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode()[-2000:]) from None
-            time.sleep(0.3)
-    return proc, url
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny-judge"
     tok = train_tokenizer(CORPUS, 400)
-    cfg = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64)
+    cfg = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64, max_seq_len=2048)
     save_model(build_tiny_model(cfg, tok, 0), tok, path)
-    proc, url = start_server(path)
-    yield url, path
+    proc, url = launch(path)
+    yield url, path, proc
     proc.terminate()
     proc.wait(timeout=20)
 
 
 def test_models_completions_chat_and_streaming(server):
-    url, path = server
+    url, path, _ = server
     client = openai.OpenAI(base_url=url, api_key="unused")
     assert [m.id for m in client.models.list().data] == ["tiny-judge"]
     done = client.completions.create(model="tiny-judge", prompt="Compute 12", max_tokens=5, temperature=0, n=2)
@@ -95,7 +75,7 @@ def test_parse_verdict():
 
 
 def test_judge_round_trip_caches_and_batches(server):
-    url, path = server
+    url, path, _ = server
     judge = Judge(base_url=url, model="tiny-judge")
     items = [("What is 1/2?", "1/2", "0.5"), ("Who?", "Ann", "Bob")]
     first = judge.equivalent_many(items)
@@ -120,7 +100,7 @@ def test_judge_endpoint_down_is_a_clear_error(monkeypatch):
 
 
 def test_skill_judge_detector_through_the_server(server, tmp_path):
-    url, _ = server
+    url, _, _ = server
     (tmp_path / "sft").mkdir()
     rows = [{"domain": "math", "kind": "greedy", "response": t} for t in ("First, find x. Check: ok", "42")]
     (tmp_path / "sft" / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -138,12 +118,14 @@ def test_eval_through_serve_equals_the_local_backend(tmp_path):
 
     path = tmp_path / "peaky"
     tok = train_tokenizer(CORPUS, 400)
-    model = build_tiny_model(ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2), tok, 1)
+    model = build_tiny_model(
+        ModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, max_seq_len=2048), tok, 1
+    )
     with torch.no_grad():  # large weights: greedy answers that depend on the prompt, not one repeated token
         for p in model.parameters():
             p.mul_(8.0 if p.dim() > 1 else 1.0)
     save_model(model, tok, path)
-    proc, url = start_server(path)
+    proc, url = launch(path)
     try:
         names, runs = ["math500", "gsm8k", "mmlu_stem"], {}
         for kind, backend in [("http", make_backend(url)), ("local", LocalBackend(str(path)))]:
@@ -155,3 +137,113 @@ def test_eval_through_serve_equals_the_local_backend(tmp_path):
         proc.wait(timeout=20)
     assert len(runs["local"]) == 12 and runs["http"] == runs["local"]
     assert len({text for _, _, text in runs["local"]}) > 6
+
+
+def post(url: str, body: dict | bytes, key: str = "") -> tuple[int, dict]:
+    """POST to the server as a plain HTTP client; (status, JSON body), errors included."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
+    request = urllib.request.Request(url, data, headers)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def chat_body(content: str, **extra) -> dict:
+    return {"messages": [{"role": "user", "content": content}], "max_tokens": 16, "temperature": 0} | extra
+
+
+def health(url: str) -> dict:
+    with urllib.request.urlopen(url.removesuffix("/v1") + "/health", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_load_with_bad_requests_mixed_in(server):
+    """64 concurrent chats with malformed, oversized and context-overflowing ones among them: every valid one
+    answered, every bad one a 4xx in OpenAI's error shape, the valid ones batched, memory bounded, and the
+    server answering afterwards."""
+    url, path, proc = server
+    chat = f"{url}/chat/completions"
+    valid = [chat_body(f"Compute {i} + {i + 3}.", max_tokens=24, temperature=1.0, seed=i) for i in range(64)]
+    bad = {
+        "malformed JSON": b'{"messages": [',
+        "no messages": {"max_tokens": 4},
+        "max_tokens 10^8": chat_body("Compute 1 + 2.", max_tokens=10**8),
+        "prompt past the context": chat_body("Compute 1 + 2. " * 2000),
+        "n past the batch": chat_body("Compute 1 + 2.", n=65),
+        "negative temperature": chat_body("Compute 1 + 2.", temperature=-1),
+    }
+    process = psutil.Process(proc.pid)
+    before = health(url)["batches"]
+    jobs = [("valid", b) for b in valid[:32]] + list(bad.items()) + [("valid", b) for b in valid[32:]]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        answers = list(pool.map(lambda job: post(chat, job[1]), jobs))
+    for (kind, _), (status, body) in zip(jobs, answers):
+        if kind == "valid":
+            assert status == 200 and body["choices"][0]["message"]["content"] is not None, body
+        else:
+            assert 400 <= status < 500 and set(body["error"]) == {"message", "type", "param", "code"}, (kind, body)
+    assert (
+        "maximum context length is 2048 tokens"
+        in dict(zip(bad, answers[32:38]))["prompt past the context"][1]["error"]["message"]
+    )
+    after = health(url)
+    assert after["status"] == "ok" and after["batches"] - before <= 16  # 64 requests in a few batches, not 64
+    assert process.memory_info().rss < 1.5 * 2**30
+    status, body = post(chat, chat_body("Compute 12 + 34."))
+    assert status == 200 and body["usage"]["completion_tokens"] > 0
+
+
+def test_concurrent_requests_keep_their_own_answers(server):
+    """Batched with others, a greedy request gets the local sampler's answer, and a seeded one its own
+    sample: the same text alone as among seven batch-mates with other settings."""
+    url, path, _ = server
+    chat = f"{url}/chat/completions"
+    model, tok = load_model(path)
+    questions = [f"Compute {i} + 34." for i in range(8)]
+    seeded = chat_body(questions[0], temperature=1.0, top_p=0.9, seed=7, max_tokens=20)
+    alone = post(chat, seeded)[1]["choices"][0]["message"]["content"]
+    bodies = [seeded] + [chat_body(q, max_tokens=4 + 3 * i) for i, q in enumerate(questions[1:])]
+    with ThreadPoolExecutor(8) as pool:
+        answers = [b["choices"][0]["message"]["content"] for _, b in pool.map(lambda b: post(chat, b), bodies)]
+    assert answers[0] == alone
+    for question, body, text in zip(questions[1:], bodies[1:], answers[1:]):
+        local = sample(model, tok, [chat_prompt_ids(tok, question)], body["max_tokens"], temperature=0.0)[0]
+        assert text == tok.decode(local.response_ids, skip_special_tokens=True)
+
+
+def test_api_key_budget_queue_and_graceful_shutdown(tmp_path):
+    """--api-key guards every route but /health; a request over the memory budget is a 400, one past the
+    queue a 429; SIGTERM lets the request in flight finish, then the server exits cleanly."""
+    path = tmp_path / "tiny"
+    tok = train_tokenizer(CORPUS, 400)
+    save_model(build_tiny_model(ModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1), tok, 0), tok,
+               path)  # fmt: skip
+    proc, url = launch(path, "--memory-gb", "0.002", "--max-queue", "1", env=os.environ | {"MATHFIRST_API_KEY": "k3y"})
+    chat = f"{url}/chat/completions"
+    try:
+        assert health(url)["status"] == "ok"  # no key needed
+        assert post(chat, chat_body("Compute 1 + 2."))[0] == 401
+        assert post(chat, chat_body("Compute 1 + 2."), key="wrong")[0] == 401
+        client = openai.OpenAI(base_url=url, api_key="k3y")
+        assert client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
+        status, body = post(chat, chat_body("Compute 1 + 2.", n=64, max_tokens=400), key="k3y")
+        assert status == 400 and body["error"]["code"] == "memory_budget_exceeded", body
+        long = chat_body("Compute 1 + 2.", max_tokens=400, temperature=1.0, seed=1)
+        with ThreadPoolExecutor(6) as pool:
+            statuses = sorted(s for s, _ in pool.map(lambda _: post(chat, long, key="k3y"), range(6)))
+        assert 429 in statuses and 200 in statuses and set(statuses) <= {200, 429}
+        stream = urllib.request.Request(
+            chat, json.dumps(long | {"stream": True}).encode(),
+            {"Content-Type": "application/json", "Authorization": "Bearer k3y"},
+        )  # fmt: skip
+        with urllib.request.urlopen(stream, timeout=60) as response:
+            first = response.readline()  # the stream has begun: the request is in flight
+            proc.send_signal(signal.SIGTERM)
+            rest = response.read().decode()
+        assert first.startswith(b"data: ") and rest.rstrip().endswith("data: [DONE]")
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it is done
+    finally:
+        proc.kill()

@@ -7,7 +7,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from mathfirst.endpoint import EndpointError, call_endpoint
+from mathfirst.endpoint import CONCURRENCY, EndpointError, call_endpoint
 from mathfirst.rollout import decode, generate, sample
 from mathfirst.tokenizer import chat_prompt_ids
 
@@ -76,7 +76,12 @@ class HTTPBackend:
     """Any OpenAI-compatible server (vLLM, `mathfirst serve`, a hosted API): /v1/chat/completions."""
 
     def __init__(
-        self, base_url: str, model: str | None = None, workers: int = 8, timeout_s: float = 600, retries: int = 2
+        self,
+        base_url: str,
+        model: str | None = None,
+        workers: int = CONCURRENCY,
+        timeout_s: float = 600,
+        retries: int = 2,
     ):
         self.base_url = base_url.rstrip("/")
         self.workers, self.timeout_s, self.retries = workers, timeout_s, retries

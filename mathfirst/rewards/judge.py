@@ -11,7 +11,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mathfirst.endpoint import EndpointError, call_endpoint
+from mathfirst.endpoint import CONCURRENCY, EndpointError, call_endpoint
 
 TEMPLATE = Path(__file__).parent.parent / "prompts" / "judge_equivalence.txt"
 VERDICT = re.compile(r"\b(YES|NO)\b", re.IGNORECASE)
@@ -38,7 +38,7 @@ class Judge:
         template: Path = TEMPLATE,
         timeout_s: float = 30.0,
         retries: int = 2,
-        workers: int = 8,
+        workers: int = CONCURRENCY,
         local_model: str | Path | None = None,
     ):
         if (base_url is None) == (local_model is None):
