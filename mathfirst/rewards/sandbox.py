@@ -10,6 +10,7 @@ Where namespaces are unavailable it falls back to rlimits alone, with a loud war
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import resource
@@ -26,28 +27,81 @@ from functools import cache
 
 OUTPUT_CAP = 64 * 1024  # bytes of stdout / stderr returned to the caller
 
-# Runs first inside the namespaces (no extra processes: mounts through libc): make the private dir its own
-# mount, remount every other mount read-only, enter the dir, then run the program in this interpreter,
-# which is PID 1 of the new PID namespace, so its exit tears the namespace and every leftover down.
+# Runs first inside the namespaces, as PID 1 of the new PID namespace (its exit tears every leftover down).
+# It builds a minimal root on a tmpfs: the interpreter, its standard library and shared libraries bound
+# read-only from the host (argv[1] names them), a private /work and /tmp on one size-capped tmpfs (the total
+# a program may write, files and memory alike), a minimal /dev, its own /proc; pivots into it and detaches
+# the host's root; then forbids nested user namespaces, drops every capability for good, and runs the program.
 JAIL = r"""
-import ctypes, os, runpy, sys
+import ctypes, json, os, platform, runpy, sys
 libc = ctypes.CDLL(None, use_errno=True)
-MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096
-def mount(source, target, flags):
-    if libc.mount(source.encode(), target.encode(), None, flags, None) != 0:
-        raise OSError(ctypes.get_errno(), "mount " + target)
-work = sys.argv[1]
-mount(work, work, MS_BIND)
-points = {line.split()[1].replace("\\040", " ") for line in open("/proc/self/mounts")}
-for point in sorted(points - {work}, reverse=True):
-    try:
-        mount("none", point, MS_REMOUNT | MS_BIND | MS_RDONLY)
-    except OSError:
-        pass
-os.chdir(work)
-del sys.argv[:2]
-del ctypes, libc, mount, points, work
-runpy.run_path(sys.argv[0], run_name="__main__")
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
+SYS = {"x86_64": (155, 126), "aarch64": (41, 91)}[platform.machine()]
+def check(ok, what):
+    if not ok:
+        e = ctypes.get_errno()
+        raise OSError(e, f"sandbox: {what}: {os.strerror(e)}")
+def mount(source, target, fstype, flags, data=None):
+    enc = lambda s: s.encode() if s is not None else None
+    check(libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) == 0, f"mount {target}")
+def locked(path):
+    f = os.statvfs(path).f_flag
+    return (f & (MS_NOSUID | MS_NODEV | MS_NOEXEC)) | (f & 1024) | (f & 2048) | (2097152 if f & 4096 else 0)
+cfg = json.loads(sys.argv[1])
+root = cfg["work"]
+program = open(os.path.join(root, "program.py"), "rb").read()
+mount("none", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=256,mode=755")
+scratch = os.path.join(root, ".scratch")
+os.mkdir(scratch)
+mount("none", scratch, "tmpfs", MS_NOSUID | MS_NODEV, f"size={cfg['write_mb']}m,nr_inodes={cfg['files']},mode=755")
+for d in ("work", "tmp", "shm"):
+    os.mkdir(os.path.join(scratch, d))
+os.chmod(os.path.join(scratch, "tmp"), 0o1777)
+def bind(source, target, flags):
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    else:
+        open(target, "a").close()
+    mount(source, target, None, MS_BIND)
+    mount(None, target, None, MS_REMOUNT | MS_BIND | flags | locked(source))
+for path in cfg["binds"]:
+    bind(path, root + path, MS_RDONLY | MS_NOSUID | MS_NODEV)
+for link, to in cfg["links"].items():
+    os.makedirs(os.path.dirname(root + link), exist_ok=True)
+    os.symlink(to, root + link)
+for d in ("work", "tmp"):
+    bind(os.path.join(scratch, d), os.path.join(root, d), MS_NOSUID | MS_NODEV)
+bind(os.path.join(scratch, "shm"), os.path.join(root, "dev", "shm"), MS_NOSUID | MS_NODEV)
+for dev in ("null", "zero", "full", "random", "urandom"):
+    bind("/dev/" + dev, os.path.join(root, "dev", dev), MS_NOSUID)
+for name, to in {"fd": "self/fd", "stdin": "self/fd/0", "stdout": "self/fd/1", "stderr": "self/fd/2"}.items():
+    os.symlink("/proc/" + to, os.path.join(root, "dev", name))
+os.mkdir(os.path.join(root, "proc"))
+mount("/proc", os.path.join(root, "proc"), None, MS_BIND | MS_REC)
+check(libc.umount2(scratch.encode(), 2) == 0, "umount scratch")
+os.rmdir(scratch)
+with open(os.path.join(root, "work", "program.py"), "wb") as f:
+    f.write(program)
+os.chdir(root)
+check(libc.syscall(SYS[0], b".", b".") == 0, "pivot_root")
+check(libc.umount2(b".", 2) == 0, "detach the host root")
+os.chdir("/")
+mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+with open("/proc/sys/user/max_user_namespaces", "w") as f:
+    f.write("0")
+cap = 0
+while libc.prctl(24, cap, 0, 0, 0) == 0:
+    cap += 1
+check(libc.prctl(28, 0x2F, 0, 0, 0) == 0, "securebits")
+header, data = (ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()
+check(libc.syscall(SYS[1], header, data) == 0, "capset")
+check(libc.prctl(38, 1, 0, 0, 0) == 0, "no_new_privs")
+os.chdir("/work")
+sys.argv = ["/work/program.py", *sys.argv[2:]]
+del ctypes, libc, cfg, program
+runpy.run_path("/work/program.py", run_name="__main__")
 """
 
 
@@ -55,10 +109,12 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 class Limits:
     wall_s: float = 10.0
     cpu_s: int = 10
-    memory_mb: int = 1024
+    memory_mb: int = 1024  # address space of each process
     processes: int = 32
-    file_mb: int = 16
+    file_mb: int = 16  # each file, the captured stdout and stderr included
     open_files: int = 64
+    write_mb: int = 32  # everything written to /work, /tmp and /dev/shm together (a tmpfs: memory, not disk)
+    files: int = 2048  # files and directories there
 
 
 @dataclass
@@ -80,19 +136,46 @@ def _probe(cmd: list[str]) -> bool:
 
 @cache
 def namespaces_available() -> bool:
-    """Can we create user, PID, network and mount namespaces and remount read-only here?"""
+    """Can we build the jail here: user, PID, network and mount namespaces, a tmpfs root, pivot_root?"""
     if not shutil.which("unshare"):
         return False
     probe = tempfile.mkdtemp(prefix="mathfirst-probe-")
     try:
         os.chmod(probe, 0o755)
-        program = os.path.join(probe, "probe.py")
-        with open(program, "w") as f:
+        with open(os.path.join(probe, "program.py"), "w") as f:
             f.write("pass\n")
-        os.chmod(program, 0o644)
-        return _probe([*_unshare_cmd(), sandbox_python(), "-I", "-B", "-c", JAIL, probe, program])
+        os.chmod(os.path.join(probe, "program.py"), 0o644)
+        return _probe([*_unshare_cmd(), *_jail_cmd(probe, Limits())])
     finally:
         shutil.rmtree(probe, ignore_errors=True)
+
+
+@cache
+def root_paths() -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """What the jail's root holds of the host, read-only: the interpreter, its standard library and the
+    shared-library directories (top-level symlinks such as /lib -> usr/lib are recreated, not followed)."""
+    python = sandbox_python()
+    binary = os.path.realpath(python)
+    stdlib = subprocess.run(
+        [python, "-I", "-S", "-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"],
+        capture_output=True, text=True, preexec_fn=_drop_privileges, check=True,
+    ).stdout.strip()  # fmt: skip
+    binds, links = [binary], {python: binary} if python != binary else {}
+    for d in ("/lib", "/lib64", "/lib32", "/usr/lib", "/usr/lib64", "/usr/lib32"):
+        if os.path.islink(d):
+            links[d] = os.readlink(d)
+        elif os.path.isdir(d):
+            binds.append(d)
+    if not any(stdlib == b or stdlib.startswith(b + "/") for b in binds):
+        binds.append(stdlib)
+    return tuple(binds), tuple(links.items())
+
+
+def _jail_cmd(workdir: str, limits: Limits) -> list[str]:
+    binds, links = root_paths()
+    config = {"work": workdir, "write_mb": limits.write_mb, "files": limits.files, "binds": binds,
+              "links": dict(links)}  # fmt: skip
+    return [sandbox_python(), "-I", "-S", "-B", "-c", JAIL, json.dumps(config)]
 
 
 @cache
@@ -188,59 +271,101 @@ def _read_capped(f) -> str:
 
 
 def run_python(program: str, stdin: str = "", limits: Limits | None = None, pass_fds: tuple[int, ...] = ()) -> Result:
-    """Run `program` with `python -I` in the sandbox; its files live in a private dir deleted afterwards."""
-    limits = limits or Limits()
-    isolated = namespaces_available()
-    if not isolated:
-        warnings.warn(
-            "sandbox: user/PID/network/mount namespaces are unavailable here; untrusted code runs with rlimits "
-            "only (no network or file-system isolation)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    workdir = tempfile.mkdtemp(prefix="mathfirst-sbx-")
-    user = _sandbox_user()
-    try:
+    """Run `program` with `python -I` in the sandbox and wait for it (at most `limits.wall_s`)."""
+    return start_python(program, stdin, limits, pass_fds).wait()
+
+
+class Running:
+    """A program started in the sandbox: `wait()` for its result, or `kill()` it first."""
+
+    def __init__(self, program: str, stdin: str, limits: Limits, pass_fds: tuple[int, ...]):
+        self.isolated = namespaces_available()
+        if not self.isolated:
+            warnings.warn(
+                "sandbox: user/PID/network/mount namespaces are unavailable here; untrusted code runs with "
+                "rlimits only (no network or file-system isolation)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        self.workdir = tempfile.mkdtemp(prefix="mathfirst-sbx-")
+        user = _sandbox_user()
         if user is not None:
-            os.chown(workdir, *user)
-        path = os.path.join(workdir, "program.py")
-        with open(path, "w", encoding="utf-8", errors="replace") as f:
+            os.chown(self.workdir, *user)
+        with open(os.path.join(self.workdir, "program.py"), "w", encoding="utf-8", errors="replace") as f:
             f.write(program)
-        args = [path, *map(str, pass_fds)]
-        if isolated:
-            cmd = [*_unshare_cmd(), sandbox_python(), "-I", "-S", "-B", "-c", JAIL, workdir, *args]
+        fds = [str(fd) for fd in pass_fds]
+        if self.isolated:
+            cmd = [*_unshare_cmd(), *_jail_cmd(self.workdir, limits), *fds]
+            env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/work", "TMPDIR": "/tmp"}
         else:
-            cmd = [sandbox_python(), "-I", "-S", "-B", *args]
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as inp:
+            cmd = [sandbox_python(), "-I", "-S", "-B", os.path.join(self.workdir, "program.py"), *fds]
+            env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": self.workdir, "TMPDIR": self.workdir}
+        self.out, self.err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        with tempfile.TemporaryFile() as inp:
             inp.write(stdin.encode())
             inp.seek(0)
-            t0 = time.perf_counter()
+            self.t0 = time.perf_counter()
             fast = _limit_tools()
-            proc = subprocess.Popen(
-                _limit_prefix(limits) + cmd if fast else cmd, stdin=inp, stdout=out, stderr=err, cwd=workdir,
-                env=env, start_new_session=True, preexec_fn=None if fast else _limit(limits), pass_fds=pass_fds,
-                close_fds=True,
+            self.proc = subprocess.Popen(
+                _limit_prefix(limits) + cmd if fast else cmd, stdin=inp, stdout=self.out, stderr=self.err,
+                cwd=self.workdir, env=env, start_new_session=True, preexec_fn=None if fast else _limit(limits),
+                pass_fds=pass_fds, close_fds=True,
             )  # fmt: skip
-            fired = threading.Event()  # a timer, not Popen.wait(timeout), which polls with sleeps of up to 50 ms
-            timer = threading.Timer(limits.wall_s, lambda: (fired.set(), _kill_group(proc.pid)))
-            timer.start()
-            proc.wait()
-            timer.cancel()
-            timed_out = fired.is_set()
-            _kill_group(proc.pid)
-            _wait_gone(proc.pid)
-            seconds = time.perf_counter() - t0
+        self.fired = threading.Event()  # a timer, not Popen.wait(timeout), which polls with sleeps of up to 50 ms
+        self.timer = threading.Timer(limits.wall_s, lambda: (self.fired.set(), self.kill()))
+        self.timer.start()
+
+    def kill(self) -> None:
+        """SIGKILL the program. In the jail that is the PID namespace's first process, whose death ends every
+        other one in it; `unshare` then reaps it and exits (killing `unshare` too would leave the reaping to
+        the host's init, which may take seconds)."""
+        children = f"/proc/{self.proc.pid}/task/{self.proc.pid}/children"
+        try:
+            pids = [int(pid) for pid in open(children).read().split()] if self.isolated else []
+        except OSError:
+            pids = []
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if not pids:
+            _kill_group(self.proc.pid)
+
+    def stop(self, grace_s: float) -> Result:
+        """The result once the program ends by itself within `grace_s`, or is killed."""
+        try:
+            self.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        return self.wait()
+
+    def wait(self) -> Result:
+        try:
+            self.proc.wait()
+            self.timer.cancel()
+            _kill_group(self.proc.pid)
+            _wait_gone(self.proc.pid)
+            timed_out = self.fired.is_set()
             return Result(
-                None if timed_out else proc.returncode,
-                _read_capped(out),
-                _read_capped(err),
+                None if timed_out else self.proc.returncode,
+                _read_capped(self.out),
+                _read_capped(self.err),
                 timed_out,
-                round(seconds, 4),
-                isolated,
+                round(time.perf_counter() - self.t0, 4),
+                self.isolated,
             )
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        finally:
+            self.out.close()
+            self.err.close()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_python(
+    program: str, stdin: str = "", limits: Limits | None = None, pass_fds: tuple[int, ...] = ()
+) -> Running:
+    """Start `program` in the sandbox; its only channels to the caller are stdin, stdout, stderr and `pass_fds`."""
+    return Running(program, stdin, limits or Limits(), pass_fds)
 
 
 def _kill_group(pgid: int) -> None:
