@@ -49,12 +49,16 @@ def test_humaneval_canonical_bodies_pass_as_the_harness_runs_them():
     assert scores(items, ["```python\ndef nothing():\n    pass\n```"] * 20) == [0.0] * 20
 
 
-def test_cruxeval_outputs_are_checked_by_execution():
+def test_cruxeval_outputs_are_compared_as_literals():
     items = load_benchmark("cruxeval", limit=30)
     rows = [json.loads(i.ground_truth) for i in items]
     assert scores(items, [f"\\boxed{{{r['output']}}}" for r in rows]) == [1.0] * 30
     assert scores(items, ["\\boxed{'not the output'}"] * 30) == [0.0] * 30
     assert scores(items[:1], ["\\boxed{__import__('os').system('true') or 1}"]) == [0.0]
+    # CRUXEval's harness runs `assert <output> == <prediction>` after the code, so it accepts the call itself as
+    # a "prediction"; we take literals only, and that reward hack scores 0
+    code, given = rows[0]["code"], rows[0]["input"]
+    assert "def f(" in code and scores(items[:1], [f"\\boxed{{f({given})}}"]) == [0.0]
 
 
 def write_jsonl(path, rows):

@@ -13,10 +13,10 @@ from mathfirst.data.gym import score_gym
 from mathfirst.rewards.answers import final_answer
 from mathfirst.rewards.code import score_code, score_output_prediction
 from mathfirst.rewards.judge import Judge, JudgeUnavailable, score_judged
-from mathfirst.rewards.math_answer import TIMEOUT_S, score_many, score_math
-from mathfirst.rewards.math_answer import pool as worker_pool
+from mathfirst.rewards.math_answer import score_many, score_math
 from mathfirst.rewards.rules import score_boxed
 from mathfirst.rewards.structured import score_grid, score_roles, score_values
+from mathfirst.rewards.workers import run_batch
 
 MATH_SOURCES = ("math", "math500", "gsm8k", "aime", "aime24", "aime25", "amc", "olympiad", "minerva")
 CHOICE_SOURCES = ("mmlu", "mmlu_stem", "gpqa", "gpqa_diamond", "supergpqa", "choice")
@@ -103,14 +103,11 @@ def compute_scores(items: list[tuple[str, str, str, dict | None]], workers: int 
     """Score many (data_source, solution, ground_truth, extra_info) items: math and gym tasks in a process pool
     (with a timeout each), code sandboxes and rules from a thread pool."""
     out: list[dict | None] = [None] * len(items)
-    gym = {
-        i: worker_pool().submit(score_gym, *items[i][:3]) for i, it in enumerate(items) if route(it[0], it[3]) == "gym"
-    }
-    for i, future in gym.items():
-        try:
-            out[i] = {**future.result(timeout=TIMEOUT_S * 3), "verifier": "gym"}
-        except Exception as e:  # a verifier must never take the trainer down
-            out[i] = {"score": 0.0, "acc": False, "reason": f"verifier error: {type(e).__name__}", "verifier": "gym"}
+    gym = [i for i, it in enumerate(items) if route(it[0], it[3]) == "gym"]
+    for i, r in zip(gym, run_batch(score_gym, [tuple(items[i][:3]) for i in gym])):
+        if isinstance(r, BaseException):  # a verifier must never take the trainer down
+            r = {"score": 0.0, "acc": False, "reason": f"verifier error: {type(r).__name__}"}
+        out[i] = {**r, "verifier": "gym"}
     math_idx = [i for i, it in enumerate(items) if route(it[0], it[3]) == "math"]
     if math_idx:
         t0 = time.perf_counter()

@@ -22,6 +22,7 @@ from mathfirst.rewards.sandbox import Limits, run_python, start_python
 
 FENCE = re.compile(r"```(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL)
 
+LIMITS = Limits()  # each program's: wall clock, CPU, memory, processes, what it may write
 HARNESS = Path(__file__).parent / "harness"  # wire.py, then program.py or check.py, run in the sandboxes
 WIRE, PROGRAM_SIDE, CHECK_SIDE = ((HARNESS / f).read_text() for f in ("wire.py", "program.py", "check.py"))
 
@@ -104,12 +105,12 @@ def score_code(solution: str, ground_truth: str) -> dict:
     if "entry_point" in spec and "test" in spec:
         # HumanEval runs prompt + completion: the prompt's imports count, a full rewrite of the function wins
         program = spec.get("prompt", "") + "\n" + program if spec.get("prompt") else program
-        return run_check(program, spec["entry_point"], spec["test"])
+        return run_check(program, spec["entry_point"], spec["test"], LIMITS)
     if "inputs" in spec and "outputs" in spec:
-        return run_io(program, spec["inputs"], spec["outputs"])
+        return run_io(program, spec["inputs"], spec["outputs"], LIMITS)
     if "functional" in spec:  # a test script run after the program (Guru, LeetCode style)
         test = "def check(_):\n" + "".join(f"    {line}\n" for line in spec["functional"].splitlines())
-        return run_check(program, "__name__", test)
+        return run_check(program, "__name__", test, LIMITS)
     raise ValueError("code ground_truth needs {entry_point, test}, {inputs, outputs} or {functional}")
 
 

@@ -7,18 +7,33 @@ signals, which work on the main thread only: elsewhere the item goes to a worker
 
 from __future__ import annotations
 
-import os
+import re
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from functools import cache
-from multiprocessing import get_context
 
 from math_verify import parse, verify
 
 from mathfirst.rewards.answers import final_answer
+from mathfirst.rewards.workers import TIMEOUT_S, run_batch
 
-TIMEOUT_S = 5
+MAX_ANSWER_CHARS = 200  # a longer answer must also be within 4x the reference's length (MATH500's longest: 53)
+TOWER = re.compile(r"\^\s*(\{[^{}]*|\(?[\w.]+\)?\s*)\^|\*\*\s*\(?[\w.]+\)?\s*\*\*")  # an exponent inside an exponent
+BIG_EXPONENT = re.compile(r"(\^|\*\*)\s*\{?\s*\d{5,}")  # an exponent of 10,000 or more
+FACTORIAL = re.compile(r"(?<!\\)!")  # not LaTeX's thin space \!
+SMALL_FACTORIAL = re.compile(r"(?<![\d.])\d{1,3}(?<!\\)!(?!!)")  # n! for n < 1000
+
+
+def implausible(predicted: str, gold: str) -> str | None:
+    """Why `predicted` cannot be worth sympy's time, or None: far longer than the reference, a power tower, a
+    huge exponent, or a factorial of anything but a small integer, where the reference has none of these.
+    Such answers (reward hacks that make sympy compute for minutes) score 0 at once."""
+    if len(predicted) > max(MAX_ANSWER_CHARS, 4 * len(gold)):
+        return f"an answer of {len(predicted)} characters against a reference of {len(gold)}"
+    for name, pattern in (("a power tower", TOWER), ("an exponent of 10^4 or more", BIG_EXPONENT)):
+        if pattern.search(predicted) and not pattern.search(gold):
+            return name
+    if len(FACTORIAL.findall(predicted)) > len(SMALL_FACTORIAL.findall(predicted)) and not FACTORIAL.search(gold):
+        return "a factorial of more than a small integer"
+    return None
 
 
 def _as_latex(answer: str) -> str:
@@ -33,42 +48,43 @@ def verify_here(predicted: str, gold: str, timeout_s: int = TIMEOUT_S) -> bool:
     return bool(g) and bool(p) and verify(g, p, timeout_seconds=timeout_s)
 
 
-@cache
-def pool() -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1), mp_context=get_context("fork"))
-
-
-def verify_isolated(predicted: str, gold: str, timeout_s: int = TIMEOUT_S) -> bool:
-    """math-verify in a worker process (safe from any thread), with a hard timeout."""
-    future = pool().submit(verify_here, predicted, gold, timeout_s)
-    try:
-        return future.result(timeout=timeout_s * 3)
-    except FutureTimeout:
-        future.cancel()
-        raise TimeoutError(f"math-verify took over {timeout_s * 3} s") from None
+def verify_isolated(predicted: str, gold: str) -> bool:
+    """math-verify in a worker process (safe from any thread), within a batch's deadline."""
+    (result,) = run_batch(verify_here, [(predicted, gold)])
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def score_math(solution: str, ground_truth: str) -> dict:
     predicted = final_answer(solution)
     if predicted is None:
         return {"score": 0.0, "acc": False, "pred": None, "reason": "no final answer (\\boxed{} or Answer: line)"}
+    reason = implausible(predicted, ground_truth)
+    if reason is not None:
+        return {"score": 0.0, "acc": False, "pred": predicted, "reason": reason}
     on_main = threading.current_thread() is threading.main_thread()
     ok = (verify_here if on_main else verify_isolated)(predicted, ground_truth)
     return {"score": float(ok), "acc": ok, "pred": predicted, "reason": "" if ok else "not equivalent"}
 
 
 def score_many(pairs: list[tuple[str, str]]) -> list[dict]:
-    """Batch: every item in the worker pool, in parallel."""
+    """Batch: implausible answers score 0 at once, the rest go to the worker pool in parallel, within the
+    batch's deadline (workers.py)."""
     predicted = [final_answer(s) for s, _ in pairs]
-    futures = [pool().submit(verify_here, p, g) if p is not None else None for p, (_, g) in zip(predicted, pairs)]
-    out = []
-    for p, f in zip(predicted, futures):
-        if f is None:
-            out.append({"score": 0.0, "acc": False, "pred": None, "reason": "no final answer"})
-            continue
-        try:
-            ok = f.result(timeout=TIMEOUT_S * 3)
-            out.append({"score": float(ok), "acc": ok, "pred": p, "reason": "" if ok else "not equivalent"})
-        except Exception as e:  # a verifier must never take the trainer down
-            out.append({"score": 0.0, "acc": False, "pred": p, "reason": f"verifier error: {type(e).__name__}"})
-    return out
+    out: list[dict | None] = [None] * len(pairs)
+    todo = []
+    for i, (p, (_, gold)) in enumerate(zip(predicted, pairs)):
+        reason = "no final answer" if p is None else implausible(p, gold)
+        if reason is not None:
+            out[i] = {"score": 0.0, "acc": False, "pred": p, "reason": reason}
+        else:
+            todo.append(i)
+    results = run_batch(verify_here, [(predicted[i], pairs[i][1]) for i in todo])
+    for i, ok in zip(todo, results):
+        if isinstance(ok, BaseException):  # a verifier must never take the trainer down
+            reason = f"verifier error: {type(ok).__name__}"
+            out[i] = {"score": 0.0, "acc": False, "pred": predicted[i], "reason": reason}
+        else:
+            out[i] = {"score": float(ok), "acc": ok, "pred": predicted[i], "reason": "" if ok else "not equivalent"}
+    return out  # type: ignore[return-value]

@@ -37,11 +37,14 @@ def run_check(test: str, entry_point: str) -> None:
         def __repr__(self) -> str:
             return f"<object #{self.ref} of the program under test>"
 
-    def forward(name: str):
-        return lambda self, *args: getattr(self, name)(*args)
+    def forward(op: str):
+        """`len(x)`, `iter(x)`, `x[i]`... on a reference: Python looks these up on the type, not the object,
+        so each is one remote operation of its own."""
+        return lambda self, *args: ask({"op": op, "ref": self.ref, "args": encode(list(args)), "kwargs": encode({})})
 
-    for name in ("__len__", "__getitem__", "__iter__", "__next__", "__contains__"):
-        setattr(Remote, name, forward(name))
+    for name, op in (("__len__", "len"), ("__iter__", "iter"), ("__next__", "next"), ("__getitem__", "getitem"),
+                     ("__contains__", "contains")):  # fmt: skip
+        setattr(Remote, name, forward(op))
 
     def encode(x):
         kind = type(x)

@@ -51,6 +51,7 @@ def serve_program(program: str) -> None:
             return complex(*x)
         return {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](decode(y) for y in x)
 
+    operations = {"len": len, "iter": iter, "next": next, "getitem": lambda t, i: t[i], "contains": lambda t, x: x in t}
     scope = {"__name__": "__main__", "__builtins__": builtins}
     exec(compile(program, "solution.py", "exec"), scope)
     names = {}
@@ -71,7 +72,9 @@ def serve_program(program: str) -> None:
             if request["op"] == "getattr":
                 value = getattr(target, request["name"])
             else:
-                value = target(*decode(request["args"]), **decode(request["kwargs"]))
+                op = operations.get(request["op"], target)
+                args = ((target,) if op is not target else ()) + tuple(decode(request["args"]))
+                value = op(*args, **decode(request["kwargs"]))
             reply = {"value": encode(value)}
         except BaseException as e:  # noqa: BLE001 - every failure goes back to the check as an error
             reply = {"error": [type(e).__name__, str(e)[:2000]]}
