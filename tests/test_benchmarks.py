@@ -57,8 +57,8 @@ def test_cruxeval_outputs_are_compared_as_literals():
     assert scores(items[:1], ["\\boxed{__import__('os').system('true') or 1}"]) == [0.0]
     # CRUXEval's harness runs `assert <output> == <prediction>` after the code, so it accepts the call itself as
     # a "prediction"; we take literals only, and that reward hack scores 0
-    code, given = rows[0]["code"], rows[0]["input"]
-    assert "def f(" in code and scores(items[:1], [f"\\boxed{{f({given})}}"]) == [0.0]
+    call = "f([1, 1, 3, 1, 3, 1])"  # sample_0's question
+    assert call in items[0].question and scores(items[:1], [f"\\boxed{{{call}}}"]) == [0.0]
 
 
 def write_jsonl(path, rows):
