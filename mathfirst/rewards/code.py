@@ -14,17 +14,18 @@ import ast
 import json
 import os
 import re
-import secrets
+import time
 from pathlib import Path
 
 from mathfirst.rewards.answers import final_answer
+from mathfirst.rewards.harness.check import run_test
 from mathfirst.rewards.sandbox import Limits, run_python, start_python
 
 FENCE = re.compile(r"```(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL)
 
 LIMITS = Limits()  # each program's: wall clock, CPU, memory, processes, what it may write
-HARNESS = Path(__file__).parent / "harness"  # wire.py, then program.py or check.py, run in the sandboxes
-WIRE, PROGRAM_SIDE, CHECK_SIDE = ((HARNESS / f).read_text() for f in ("wire.py", "program.py", "check.py"))
+HARNESS = Path(__file__).parent / "harness"
+PROGRAM_SIDE = (HARNESS / "wire.py").read_text() + "\n" + (HARNESS / "program.py").read_text()  # the sandbox's
 
 
 def last_code_block(text: str) -> str:
@@ -34,42 +35,33 @@ def last_code_block(text: str) -> str:
 
 
 def run_check(program: str, entry_point: str, test: str, limits: Limits | None = None) -> dict:
-    """HumanEval style, in two sandboxes: the program in one, the test in the other calling into it over pipes
-    and getting back plain data only. It passes only when `check(entry_point)` returns and the check's side
-    reaches its end, proven by a nonce the program's side never sees."""
-    nonce = secrets.token_hex(16).encode()
-    nonce_read, nonce_write = os.pipe()
+    """HumanEval style: the program runs in the sandbox; the test runs here, calling into it over two pipes and
+    getting back plain data only (harness/check.py). It passes only when `check(entry_point)` returns."""
     requests_read, requests_write = os.pipe()
     replies_read, replies_write = os.pipe()
-    ours = [nonce_read, nonce_write, requests_read, requests_write, replies_read, replies_write]
     try:
-        os.write(nonce_write, nonce)
-        os.close(nonce_write)
-        ours.remove(nonce_write)
         tested = start_python(
-            f"{WIRE}\n{PROGRAM_SIDE}\nserve_program({program!r})\n", limits=limits,
-            pass_fds=(requests_read, replies_write),
-        )  # fmt: skip
-        try:
-            checking = start_python(
-                f"{WIRE}\n{CHECK_SIDE}\nrun_check({test!r}, {entry_point!r})\n", limits=limits,
-                pass_fds=(nonce_read, requests_write, replies_read),
-            )  # fmt: skip
-        except BaseException:
-            tested.kill()
-            tested.wait()
-            raise
+            f"{PROGRAM_SIDE}\nserve_program({program!r})\n", limits=limits, pass_fds=(requests_read, replies_write)
+        )
     finally:
-        for fd in ours:  # only the sandboxes hold the pipes now: one side's end is the other's EOF
-            os.close(fd)
-    checked = checking.wait()
-    ran = tested.stop(grace_s=0.5)  # the check's side is gone: the program's side reads EOF and exits
-    lines = checked.stdout.rstrip("\n").splitlines()
-    ok = checked.returncode == 0 and bool(lines) and lines[-1] == nonce.decode()
-    verdict = _verdict(ok, checked)
-    if not ok and not checked.timed_out and ran.stderr.strip():  # the program's own error says more
-        verdict["reason"] = ran.stderr.strip().splitlines()[-1][:200]
-    return verdict
+        os.close(requests_read)  # the sandbox holds these ends now: when it dies, we read EOF
+        os.close(replies_write)
+    t0 = time.perf_counter()
+    try:
+        run_test(test, entry_point, requests_write, replies_read)
+        failure = None
+    except (Exception, SystemExit) as e:  # the test failed, or the program died, or sent garbage
+        failure = f"{type(e).__name__}: {e}"[:200]
+    finally:
+        os.close(requests_write)
+        os.close(replies_read)
+    ran = tested.stop(grace_s=0.5)  # the program reads EOF and exits
+    ok = failure is None
+    reason = "" if ok else "timeout" if ran.timed_out else failure
+    if not ok and not ran.timed_out and failure.startswith("EOFError") and ran.stderr.strip():
+        reason = ran.stderr.strip().splitlines()[-1][:200]  # the program's own error says more
+    seconds = round(time.perf_counter() - t0, 4)
+    return {"score": float(ok), "acc": ok, "reason": reason, "run_s": seconds, "isolated": ran.isolated}
 
 
 def run_io(program: str, inputs: list[str], outputs: list[str], limits: Limits | None = None) -> dict:

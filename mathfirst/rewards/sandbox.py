@@ -33,10 +33,10 @@ OUTPUT_CAP = 64 * 1024  # bytes of stdout / stderr returned to the caller
 # a program may write, files and memory alike), a minimal /dev, its own /proc; pivots into it and detaches
 # the host's root; then forbids nested user namespaces, drops every capability for good, and runs the program.
 JAIL = r"""
-import ctypes, json, os, platform, runpy, sys
+import ctypes, json, os, runpy, sys
 libc = ctypes.CDLL(None, use_errno=True)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
-SYS = {"x86_64": (155, 126), "aarch64": (41, 91)}[platform.machine()]
+SYS = {"x86_64": (155, 126), "aarch64": (41, 91)}[os.uname().machine]  # pivot_root, capset
 def check(ok, what):
     if not ok:
         e = ctypes.get_errno()

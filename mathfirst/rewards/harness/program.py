@@ -12,6 +12,7 @@ def serve_program(program: str) -> None:
     import sys
     import types
 
+    sys.set_int_max_str_digits(0)  # big integers go out whole (the check reads them up to its own limit)
     requests, replies = int(sys.argv[1]), int(sys.argv[2])
     del sys.argv[1:]
     refs: list = []

@@ -1,13 +1,11 @@
-"""The wire between the program under test and the trusted check, each in its own sandbox: messages are
-length-prefixed JSON. Stdlib only: this text runs inside the sandboxes, ahead of program.py or check.py."""
+"""The wire between the program under test and the trusted check: messages are length-prefixed JSON. Stdlib
+only: the check imports it, and its text runs in the sandbox ahead of program.py."""
 
 import json
 import os
 import struct
-import sys
 
 MAX_MESSAGE = 64 * 2**20  # bytes; a longer message ends the check (it fails)
-sys.set_int_max_str_digits(0)  # big integers cross as they are
 
 
 def send(fd: int, message: object) -> None:
