@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from mathfirst.analysis import SKILLS, analyze_run, read_samples  # noqa: E402
 from mathfirst.config import RL_STAGES, STAGES  # noqa: E402
 from mathfirst.data.reasoning import SKILL_PREFIXES  # noqa: E402
+from mathfirst.eval.paired import NON_MATH, differences  # noqa: E402
 from mathfirst.metrics import read_metrics  # noqa: E402
 
 CURVES = ("reward", "acc", "response_length", "entropy", "dropped_share")
@@ -56,6 +57,20 @@ def pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
+def with_interval(r: dict, key: str) -> str:
+    """`r[key]` as a percentage, with its 95% interval when one was recorded (`KEY_ci95`, or lo/hi)."""
+    ci = r.get(f"{key}_ci95") or ([r["lo"], r["hi"]] if "lo" in r and "hi" in r else None)
+    return pct(r.get(key)) + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
+def signed(d: dict | None) -> str:
+    """A paired difference in points with its 95% interval; * marks one whose interval excludes 0."""
+    if d is None:
+        return "–"
+    lo, hi = d["ci95"]
+    return f"{100 * d['diff']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]" + (" *" if d["distinct"] else "")
+
+
 # ---- blocks: each section is built once and rendered both to Markdown and to HTML ----
 
 
@@ -76,7 +91,8 @@ def accuracy_table(run: Run) -> Table:
     stages = list(run.evals)
     domains = list(next(iter(run.evals.values())))
     rows = [
-        [d, pct(run.evals[stages[0]][d]["chance"])] + [pct(run.evals[s][d]["greedy"]) for s in stages] for d in domains
+        [d, pct(run.evals[stages[0]][d]["chance"])] + [with_interval(run.evals[s][d], "greedy") for s in stages]
+        for d in domains
     ]
     return Table(["domain", "chance"] + stages, rows)
 
@@ -97,15 +113,23 @@ def benchmark_table(run: Run) -> Table:
 def mean_key(run: Run) -> str | None:
     """The eval key of the sampled accuracy, e.g. `mean@4` (None when the run sampled nothing)."""
     first_domain = next(iter(next(iter(run.evals.values())).values()))
-    return next((k for k in first_domain if k.startswith("mean@")), None)
+    return next((k for k in first_domain if k.startswith("mean@") and not k.endswith("_ci95")), None)
 
 
 def mean_at_k_table(run: Run) -> Table:
     stages = list(run.evals)
     domains = list(next(iter(run.evals.values())))
     key = mean_key(run)
-    rows = [[d] + [pct(run.evals[s][d].get(key)) for s in stages] for d in domains]
+    rows = [[d] + [with_interval(run.evals[s][d], key) for s in stages] for d in domains]
     return Table([f"domain ({key})"] + stages, rows)
+
+
+def differences_table(diffs: dict, key: str, label: str) -> Table:
+    """Stage-to-stage differences per domain, paired on the same tasks (`key`: greedy or mean)."""
+    steps = diffs["stages"][key]
+    domains = list(dict.fromkeys(d for step in steps.values() for d in step))
+    rows = [[d] + [signed(steps[s].get(d)) for s in steps] for d in domains]
+    return Table([f"domain ({label})"] + list(steps), rows)
 
 
 def other_domains_mean(domains: dict[str, dict], key: str = "greedy") -> float | None:
@@ -113,22 +137,30 @@ def other_domains_mean(domains: dict[str, dict], key: str = "greedy") -> float |
     return None if None in others or not others else sum(others) / len(others)
 
 
-def ablation_table(runs: list[Run], key: str = "greedy") -> Table:
+def ablation_table(runs: list[Run], diffs: dict, key: str = "greedy") -> Table:
     """Final-stage accuracy (`greedy` or `mean@k`) of each run side by side, e.g. the curriculum and its
-    no-math ablation."""
+    no-math ablation, and the first run minus each other, paired on the same tasks."""
     finals = {r.name: r.evals[list(r.evals)[-1]] for r in runs}
     domains = list(next(iter(finals.values())))
-    rows = [[d] + [pct(f[d].get(key)) if d in f else "–" for f in finals.values()] for d in domains]
-    rows.append(["mean of the non-math domains"] + [pct(other_domains_mean(f, key)) for f in finals.values()])
+    versus = [diffs["versus"][r.name]["greedy" if key == "greedy" else "mean"] for r in runs[1:]]
+    rows = [
+        [d] + [pct(f[d].get(key)) if d in f else "–" for f in finals.values()] + [signed(v.get(d)) for v in versus]
+        for d in domains
+    ]
+    rows.append(
+        [NON_MATH]
+        + [pct(other_domains_mean(f, key)) for f in finals.values()]
+        + [signed(v.get(NON_MATH)) for v in versus]
+    )
     header = [f"domain ({key})"] + [f"{r.name} ({' → '.join(r.evals)})" for r in runs]
-    return Table(header, rows)
+    return Table(header + [f"{runs[0].name} − {r.name}" for r in runs[1:]], rows)
 
 
 def skills_table(run: Run) -> Table:
     rows = []
     for stage, domains in run.skills.items():
         for domain, rates in domains.items():
-            rows.append([stage, domain] + [pct(rates[s]["rate"]) for s in SKILLS] + [str(rates["n"])])
+            rows.append([stage, domain] + [with_interval(rates[s], "rate") for s in SKILLS] + [str(rates["n"])])
     return Table(["stage", "domain"] + list(SKILLS) + ["n"], rows)
 
 
@@ -156,7 +188,11 @@ def accuracy_figure(run: Run) -> Figure:
     width = 0.8 / len(stages)
     for i, stage in enumerate(stages):
         xs = [j + (i - (len(stages) - 1) / 2) * width for j in range(len(domains))]
-        ax.bar(xs, [100 * run.evals[stage][d]["greedy"] for d in domains], width, label=stage)
+        values = [100 * run.evals[stage][d]["greedy"] for d in domains]
+        cis = [run.evals[stage][d].get("greedy_ci95") for d in domains]
+        errors = None if None in cis else [[v - 100 * c[0] for v, c in zip(values, cis)],
+                                            [100 * c[1] - v for v, c in zip(values, cis)]]  # fmt: skip
+        ax.bar(xs, values, width, yerr=errors, capsize=2, label=stage)
     ax.scatter(range(len(domains)), [100 * run.evals[stages[0]][d]["chance"] for d in domains], marker="_", s=600,
                color="black", label="chance", zorder=3)  # fmt: skip
     ax.set_xticks(range(len(domains)), domains)
@@ -167,7 +203,7 @@ def accuracy_figure(run: Run) -> Figure:
     return Figure(
         "accuracy.png",
         _png(fig),
-        "Held-out greedy accuracy per domain after each stage; black ticks mark chance level.",
+        "Held-out greedy accuracy per domain after each stage, with 95% Wilson intervals; black ticks mark chance.",
     )
 
 
@@ -259,18 +295,24 @@ def write_report(paths: list[Path]) -> tuple[Path, Path]:
     (main.path / "report").mkdir(exist_ok=True)
     for f in figures:
         (main.path / "report" / f.name).write_bytes(f.png)
+    diffs = differences(paths)
+    (main.path / "report" / "differences.json").write_text(json.dumps(diffs, indent=1, ensure_ascii=False))
+    key = mean_key(main)
     sections: list[tuple[str, list]] = [
-        ("Held-out accuracy (greedy) per domain and stage", [accuracy_table(main), figures[0]]),
-        ("Held-out accuracy, mean over sampled responses", [mean_at_k_table(main)]),
+        ("Held-out accuracy (greedy, 95% interval) per domain and stage", [accuracy_table(main), figures[0]]),
+        ("Held-out accuracy, mean over sampled responses (95% interval)", [mean_at_k_table(main)]),
+        (
+            "Stage-to-stage differences in points (paired on the same tasks, 95% interval; * excludes 0)",
+            [differences_table(diffs, "greedy", "greedy")] + ([differences_table(diffs, "mean", key)] if key else []),
+        ),
     ]
     if main.benchmarks:
         sections.append(("Benchmarks (greedy, 95% interval)", [benchmark_table(main)]))
     if main.metrics:
         sections.append(("RL training", [rl_summary_table(main), figures[1]]))
-    sections.append(("Cognitive skills per domain and stage", [skills_table(main), figures[-1]]))
+    sections.append(("Cognitive skills per domain and stage (95% interval)", [skills_table(main), figures[-1]]))
     if len(runs) > 1:
-        key = mean_key(main)
-        tables = [ablation_table(runs)] + ([ablation_table(runs, key)] if key else [])
+        tables = [ablation_table(runs, diffs)] + ([ablation_table(runs, diffs, key)] if key else [])
         sections.append(("Ablation: final stage of each run", tables))
     examples = example_blocks(main)
 

@@ -1,24 +1,33 @@
 import json
 import re
 
-from mathfirst.report import write_report
+from mathfirst.eval.stats import wilson
+from mathfirst.report import signed, write_report
 
 DOMAINS = ("math", "stem", "logic")
+SKILLS_ON = {"subgoal": True, "enumeration": False, "verification": True, "backtracking": False}
 
 
-def make_run(path, accs: dict[str, dict[str, float]], rl_steps: int = 4):
-    """A run folder as the curriculum writes it: eval.json, samples.jsonl and RL metrics per stage."""
+def make_run(path, accs: dict[str, dict[str, float]], rl_steps: int = 4, n: int = 100):
+    """A run folder as the curriculum writes it: eval.json, samples.jsonl and RL metrics per stage. Each
+    domain has `n` tasks; the first acc x n are solved greedily, and the first of each task's two samples
+    scores as its greedy answer, the second 0 (so mean@2 is acc / 2)."""
     for stage, by_domain in accs.items():
         d = path / stage
         d.mkdir(parents=True)
-        domains = {k: {"n": 10, "greedy": v, "mean@2": v / 2, "chance": 0.1} for k, v in by_domain.items()}
+        domains = {
+            k: {"n": n, "greedy": v, "greedy_ci95": list(wilson(round(v * n), n)), "mean@2": v / 2, "chance": 0.1}
+            for k, v in by_domain.items()
+        }
         (d / "eval.json").write_text(json.dumps({"stage": stage, "domains": domains}))
-        rows = [
-            {"domain": k, "kind": "greedy", "level": 1, "question": f"Q {k}?", "answer": "1", "score": 1.0,
-             "response": "Subgoal: s\nCheck: c\nAnswer: \\boxed{1}",
-             "skills": {"subgoal": True, "enumeration": False, "verification": True, "backtracking": False}}
-            for k in by_domain
-        ]  # fmt: skip
+        rows = []
+        for k, v in by_domain.items():
+            for i in range(n):
+                score = float(i < round(v * n))
+                base = {"domain": k, "level": 1, "question": f"Q {k} {i}?", "answer": "1", "skills": SKILLS_ON,
+                        "response": "Subgoal: s\nCheck: c\nAnswer: \\boxed{1}"}  # fmt: skip
+                rows += [base | {"kind": "greedy", "score": score}, base | {"kind": "sample", "score": score},
+                         base | {"kind": "sample", "score": 0.0}]  # fmt: skip
         (d / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         if stage.startswith("rl_"):
             metrics = [{"step": i + 1, "reward": 0.1 * i, "acc": 0.5 + 0.01 * i, "response_length": 50 + i,
@@ -53,28 +62,44 @@ def test_every_number_in_the_report_comes_from_the_run(tmp_path):
     text = md_path.read_text()
     tables = md_tables(text)
 
-    acc = tables["Held-out accuracy (greedy) per domain and stage"]
+    acc = tables["Held-out accuracy (greedy, 95% interval) per domain and stage"]
     assert acc[0] == ["domain", "chance", "sft", "rl_math", "rl_joint"]
     for row in acc[1:]:
         for stage, cell in zip(acc[0][2:], row[2:]):
-            greedy = json.loads((main / stage / "eval.json").read_text())["domains"][row[0]]["greedy"]
-            assert cell == f"{100 * greedy:.1f}%"
+            r = json.loads((main / stage / "eval.json").read_text())["domains"][row[0]]
+            lo, hi = r["greedy_ci95"]
+            assert cell == f"{100 * r['greedy']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
 
     skills = json.loads((main / "skills.json").read_text())["stages"]
-    for stage, domain, *rates, n in tables["Cognitive skills per domain and stage"][1:]:
+    for stage, domain, *rates, n in tables["Cognitive skills per domain and stage (95% interval)"][1:]:
         got = [
-            f"{100 * skills[stage][domain][s]['rate']:.1f}%"
-            for s in ("subgoal", "enumeration", "verification", "backtracking")
+            f"{100 * r['rate']:.1f}% [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]"
+            for r in (skills[stage][domain][s] for s in ("subgoal", "enumeration", "verification", "backtracking"))
         ]
         assert rates == got and int(n) == skills[stage][domain]["n"]
+
+    diffs = json.loads((main / "report" / "differences.json").read_text())
+    title = "Stage-to-stage differences in points (paired on the same tasks, 95% interval; * excludes 0)"
+    steps = tables[title]
+    assert steps[0] == ["domain (greedy)", "sft → rl_math", "rl_math → rl_joint", "sft → rl_joint"]
+    for row in steps[1:]:
+        for step, cell in zip(steps[0][1:], row[1:]):
+            assert cell == signed(diffs["stages"]["greedy"][step][row[0]])
+    math = diffs["stages"]["greedy"]["sft → rl_math"]["math"]
+    assert math["diff"] == 0.11 and math["distinct"] and 0 < math["ci95"][0] < 0.11 < math["ci95"][1]  # 11 flips
+    logic = diffs["stages"]["greedy"]["sft → rl_math"]["logic"]
+    assert logic == {"diff": 0.0, "ci95": [0.0, 0.0], "distinct": False}  # the same answers
 
     rl = tables["RL training"]
     assert ["rl_math", "acc", "0.5", "0.53", "4"] in rl and ["rl_joint", "entropy", "0.2", "0.17", "4"] in rl
 
     abl = tables["Ablation: final stage of each run"]
     assert abl[1][:3] == ["math", "60.0%", "55.0%"]
-    assert abl[0][0] == "domain (greedy)"
-    assert abl[-1] == ["mean of the non-math domains", "38.0%", "31.5%"]  # (0.35 + 0.41) / 2 and (0.3 + 0.33) / 2
+    assert abl[0][0] == "domain (greedy)" and abl[0][-1] == "curriculum − no-math"
+    assert abl[-1][:3] == ["mean of the non-math domains", "38.0%", "31.5%"]  # (0.35 + 0.41) / 2, (0.3 + 0.33) / 2
+    versus = diffs["versus"]["no-math"]["greedy"]
+    assert abl[1][3] == signed(versus["math"]) and abl[-1][3] == signed(versus["mean of the non-math domains"])
+    assert versus["mean of the non-math domains"]["diff"] == 0.065 and versus["math"]["diff"] == 0.05
     assert "| domain (mean@2) |" in text and "| mean of the non-math domains | 19.0% | 15.8% |" in text
 
     page = html_path.read_text()

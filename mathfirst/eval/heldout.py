@@ -12,6 +12,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from mathfirst.config import RunConfig
 from mathfirst.data.assemble import heldout_prompts
 from mathfirst.data.reasoning import detect_skills
+from mathfirst.eval.stats import bootstrap_interval, wilson
 from mathfirst.rewards import compute_scores
 from mathfirst.rollout import decode, sample
 from mathfirst.tokenizer import chat_prompt_ids
@@ -41,10 +42,13 @@ def evaluate_heldout(
         scores = compute_scores(items)
         greedy_acc = [sc["score"] for sc, (_, kind, _) in zip(scores, owners) if kind == "greedy"]
         sample_acc = [sc["score"] for sc, (_, kind, _) in zip(scores, owners) if kind == "sample"]
+        per_task = [sum(sample_acc[i * k : (i + 1) * k]) / k for i in range(len(tasks))] if k else []
         results[domain] = {
             "n": len(tasks),
             "greedy": round(sum(greedy_acc) / len(greedy_acc), 4),
-            f"mean@{ecfg.samples}": round(sum(sample_acc) / len(sample_acc), 4) if sample_acc else None,
+            "greedy_ci95": [round(x, 4) for x in wilson(int(sum(greedy_acc)), len(greedy_acc))],
+            f"mean@{k}": round(sum(sample_acc) / len(sample_acc), 4) if sample_acc else None,
+            f"mean@{k}_ci95": [round(x, 4) for x in bootstrap_interval(per_task)] if per_task else None,
             "chance": round(sum(t.extra_info.get("chance", 0.0) for t in tasks) / len(tasks), 4),
         }
         for sc, (t, kind, text) in zip(scores, owners):
@@ -69,12 +73,17 @@ def evaluate_heldout(
 
 
 def print_eval(stage: str, results: dict) -> None:
-    table = Table(title=f"held-out accuracy after {stage}")
+    table = Table(title=f"held-out accuracy after {stage} (95% intervals)")
     table.add_column("domain")
-    keys = [k for k in next(iter(results.values())) if k != "n"]
+    keys = [k for k in next(iter(results.values())) if k != "n" and not k.endswith("_ci95")]
     for k in keys:
         table.add_column(k, justify="right")
     table.add_column("n", justify="right")
     for domain, r in results.items():
-        table.add_row(domain, *[f"{r[k]:.1%}" if r[k] is not None else "-" for k in keys], str(r["n"]))
+        cells = []
+        for k in keys:
+            ci = r.get(f"{k}_ci95")
+            value = "-" if r[k] is None else f"{r[k]:.1%}"
+            cells.append(value + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else ""))
+        table.add_row(domain, *cells, str(r["n"]))
     Console().print(table)

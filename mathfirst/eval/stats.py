@@ -33,3 +33,25 @@ def interval(per_item: list[float], samples: int) -> tuple[float, float]:
     sd = math.sqrt(sum((x - mean) ** 2 for x in per_item) / max(1, n - 1))
     half = 1.96 * sd / math.sqrt(n)
     return max(0.0, mean - half), min(1.0, mean + half)
+
+
+BOOTSTRAP_REPS = 2000  # resamples of the tasks for every bootstrap interval
+
+
+def bootstrap_interval(per_item: list[float], reps: int = BOOTSTRAP_REPS, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean of `per_item` (e.g. each task's mean@k), over tasks."""
+    x = np.asarray(per_item, dtype=float)
+    means = x[np.random.default_rng(seed).integers(0, len(x), (reps, len(x)))].mean(1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def paired_difference(strata: list[tuple[list[float], list[float]]], reps: int = BOOTSTRAP_REPS, seed: int = 0) -> dict:
+    """mean(b) - mean(a) over tasks scored twice (two stages, or a run and its ablation, on the same tasks),
+    averaged over strata (domains) with equal weight; its 95% interval by a paired bootstrap that resamples
+    the tasks of each stratum; `distinct` when the interval excludes 0."""
+    rng = np.random.default_rng(seed)
+    diffs = [np.asarray(b, dtype=float) - np.asarray(a, dtype=float) for a, b in strata]
+    point = float(np.mean([d.mean() for d in diffs]))
+    boot = np.mean([d[rng.integers(0, len(d), (reps, len(d)))].mean(1) for d in diffs], axis=0)
+    lo, hi = float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))
+    return {"diff": round(point, 4), "ci95": [round(lo, 4), round(hi, 4)], "distinct": bool(lo > 0 or hi < 0)}

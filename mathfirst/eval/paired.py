@@ -1,0 +1,60 @@
+"""Differences between two evaluations of the same held-out tasks (two stages of a run, or a run's final
+stage and its ablation's), paired task by task from each stage's samples.jsonl, with bootstrap intervals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mathfirst.analysis import read_samples
+from mathfirst.eval.stats import paired_difference
+
+NON_MATH = "mean of the non-math domains"
+
+
+def task_scores(stage_dir: Path) -> dict[str, dict[str, list]]:
+    """Per domain, in task order: each task's question, greedy score and mean score over its samples.
+    samples.jsonl holds each task's greedy row followed by its sampled rows."""
+    out: dict[str, dict[str, list]] = {}
+    for row in read_samples(stage_dir / "samples.jsonl"):
+        d = out.setdefault(row["domain"], {"question": [], "greedy": [], "samples": []})
+        if row["kind"] == "greedy":
+            d["question"].append(row["question"])
+            d["greedy"].append(row["score"])
+            d["samples"].append([])
+        elif d["samples"]:
+            d["samples"][-1].append(row["score"])
+    for d in out.values():
+        d["mean"] = [sum(s) / len(s) if s else None for s in d.pop("samples")]
+    return out
+
+
+def compare(before: dict, after: dict, key: str) -> dict[str, dict]:
+    """after - before per domain shared by both (on identical task lists), and over the non-math domains;
+    `key` is greedy or mean."""
+    pairs = {
+        domain: (before[domain][key], after[domain][key])
+        for domain in before
+        if domain in after
+        and before[domain]["question"] == after[domain]["question"]
+        and None not in before[domain][key] + after[domain][key]
+    }
+    out = {domain: paired_difference([p]) for domain, p in pairs.items()}
+    others = [p for domain, p in pairs.items() if domain != "math"]
+    if others:
+        out[NON_MATH] = paired_difference(others)
+    return out
+
+
+def differences(runs: list[Path]) -> dict:
+    """Stage-to-stage differences of the first run, and final-stage differences of it against each other run."""
+    stages = [s for s in ("sft", "rl_math", "rl_joint") if (runs[0] / s / "samples.jsonl").is_file()]
+    scores = {s: task_scores(runs[0] / s) for s in stages}
+    steps = list(zip(stages, stages[1:])) + ([(stages[0], stages[-1])] if len(stages) > 2 else [])
+    out: dict = {"stages": {}, "versus": {}}
+    for key in ("greedy", "mean"):
+        out["stages"][key] = {f"{a} → {b}": compare(scores[a], scores[b], key) for a, b in steps}
+        for other in runs[1:]:
+            final = [s for s in ("sft", "rl_math", "rl_joint") if (other / s / "samples.jsonl").is_file()][-1]
+            versus = out["versus"].setdefault(other.name, {"stage": final})
+            versus[key] = compare(task_scores(other / final), scores[stages[-1]], key)
+    return out
