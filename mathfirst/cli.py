@@ -94,6 +94,38 @@ def analyze(
 
 
 @app.command()
+def study(
+    config: Path = typer.Option(DEFAULT_CONFIG, help="the curriculum's YAML config"),
+    seeds: int = typer.Option(3, min=1, help="seeds 0..N-1, each a curriculum and its ablation"),
+    ablation: Path = typer.Option(None, help="the ablation's config (default: CONFIG's sibling NAME-no-math.yaml)"),
+    losses: str = typer.Option("", help="comma-separated policy losses to run the study under (default: the config's)"),
+    out: Path = typer.Option(Path("runs/study"), help="study folder; run the same command again to resume it"),
+) -> None:
+    """Test the paper's claims over seeds: curriculum and ablation per seed, each effect with a 95% interval
+    over seeds and tasks, and a verdict per claim (study.md, study.json, figures)."""
+    from mathfirst.losses import LOSS_DEFAULTS
+    from mathfirst.study import run_study
+
+    ablation = ablation or config.with_name(f"{config.stem}-no-math.yaml")
+    if not ablation.is_file():
+        fail(f"no ablation config: {ablation} does not exist (pass --ablation)")
+    chosen = [x.strip() for x in losses.split(",") if x.strip()] or [None]
+    unknown = [x for x in chosen if x is not None and x not in LOSS_DEFAULTS]
+    if unknown:
+        fail(f"unknown loss {unknown[0]!r}; choose from: {', '.join(LOSS_DEFAULTS)}")
+    try:
+        result = run_study(config, ablation, seeds, chosen, out)
+    except (ConfigError, DataError) as e:
+        fail(str(e))
+    for name, group in result["groups"].items():
+        for claim in group["claims"].values():
+            lo, hi = claim["ci95"]
+            print(f"{name}: {claim['claim']}: {100 * claim['diff']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] "
+                  f"-> {claim['verdict']}")  # fmt: skip
+    print(f"wrote {out / 'study.md'}")
+
+
+@app.command()
 def report(runs: list[Path] = typer.Argument(..., help="run folders; the first gets the report")) -> None:
     """Write report.md and a self-contained report.html (plots inlined) into the first run."""
     from mathfirst.report import write_report

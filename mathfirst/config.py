@@ -289,8 +289,9 @@ class RunConfig(Strict):
         return self
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Load and validate a YAML config; raise ConfigError with one readable line."""
+def load_config(path: str | Path, changes: dict | None = None) -> RunConfig:
+    """Load and validate a YAML config, with `changes` overlaid as an overlay file's keys would be; raise
+    ConfigError with one readable line."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -303,6 +304,7 @@ def load_config(path: str | Path) -> RunConfig:
     if "base" in data:  # an overlay: the base config's keys, then this file's
         base = path.parent / str(data.pop("base"))
         data = overlay(load_config(base).model_dump(mode="json", exclude_unset=True), data)
+    data = overlay(data, changes or {})
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:

@@ -12,8 +12,9 @@ NON_MATH = "mean of the non-math domains"
 
 
 def task_scores(stage_dir: Path) -> dict[str, dict[str, list]]:
-    """Per domain, in task order: each task's question, greedy score and mean score over its samples.
-    samples.jsonl holds each task's greedy row followed by its sampled rows."""
+    """Per domain, in task order: each task's question, greedy score, mean score over its samples, and
+    whether its greedy response shows each skill (key: the skill's name). samples.jsonl holds each task's
+    greedy row followed by its sampled rows."""
     out: dict[str, dict[str, list]] = {}
     for row in read_samples(stage_dir / "samples.jsonl"):
         d = out.setdefault(row["domain"], {"question": [], "greedy": [], "samples": []})
@@ -21,6 +22,8 @@ def task_scores(stage_dir: Path) -> dict[str, dict[str, list]]:
             d["question"].append(row["question"])
             d["greedy"].append(row["score"])
             d["samples"].append([])
+            for skill, shown in (row.get("skills") or {}).items():
+                d.setdefault(skill, []).append(float(shown))
         elif d["samples"]:
             d["samples"][-1].append(row["score"])
     for d in out.values():
@@ -28,16 +31,23 @@ def task_scores(stage_dir: Path) -> dict[str, dict[str, list]]:
     return out
 
 
-def compare(before: dict, after: dict, key: str) -> dict[str, dict]:
-    """after - before per domain shared by both (on identical task lists), and over the non-math domains;
-    `key` is greedy or mean."""
-    pairs = {
+def paired(before: dict, after: dict, key: str) -> dict[str, tuple[list, list]]:
+    """(before, after) per-task values of `key` for each domain both evaluated on the same task list."""
+    return {
         domain: (before[domain][key], after[domain][key])
         for domain in before
         if domain in after
         and before[domain]["question"] == after[domain]["question"]
+        and key in before[domain]
+        and key in after[domain]
         and None not in before[domain][key] + after[domain][key]
     }
+
+
+def compare(before: dict, after: dict, key: str) -> dict[str, dict]:
+    """after - before per domain shared by both (on identical task lists), and over the non-math domains;
+    `key` is greedy, mean or a skill."""
+    pairs = paired(before, after, key)
     out = {domain: paired_difference([p]) for domain, p in pairs.items()}
     others = [p for domain, p in pairs.items() if domain != "math"]
     if others:

@@ -49,9 +49,26 @@ def paired_difference(strata: list[tuple[list[float], list[float]]], reps: int =
     """mean(b) - mean(a) over tasks scored twice (two stages, or a run and its ablation, on the same tasks),
     averaged over strata (domains) with equal weight; its 95% interval by a paired bootstrap that resamples
     the tasks of each stratum; `distinct` when the interval excludes 0."""
+    return paired_difference_over_seeds([strata], reps, seed)
+
+
+def paired_difference_over_seeds(
+    seeds: list[list[tuple[list[float], list[float]]]], reps: int = BOOTSTRAP_REPS, seed: int = 0
+) -> dict:
+    """The paired difference averaged over independent runs (seeds), each with its strata; its interval by a
+    two-level bootstrap: resample the seeds, then the tasks within each of their strata."""
     rng = np.random.default_rng(seed)
-    diffs = [np.asarray(b, dtype=float) - np.asarray(a, dtype=float) for a, b in strata]
-    point = float(np.mean([d.mean() for d in diffs]))
-    boot = np.mean([d[rng.integers(0, len(d), (reps, len(d)))].mean(1) for d in diffs], axis=0)
-    lo, hi = float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))
-    return {"diff": round(point, 4), "ci95": [round(lo, 4), round(hi, 4)], "distinct": bool(lo > 0 or hi < 0)}
+    per_seed_point, per_seed_boot = [], []
+    for strata in seeds:
+        diffs = [np.asarray(b, dtype=float) - np.asarray(a, dtype=float) for a, b in strata]
+        per_seed_point.append(np.mean([d.mean() for d in diffs]))
+        per_seed_boot.append(np.mean([d[rng.integers(0, len(d), (reps, len(d)))].mean(1) for d in diffs], axis=0))
+    boot = np.stack(per_seed_boot)  # [seeds, reps]
+    picks = rng.integers(0, len(seeds), (reps, len(seeds))) if len(seeds) > 1 else np.zeros((reps, 1), int)
+    values = boot[picks, np.arange(reps)[:, None]].mean(1)
+    lo, hi = float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))
+    out = {"diff": round(float(np.mean(per_seed_point)), 4), "ci95": [round(lo, 4), round(hi, 4)]}
+    out["distinct"] = bool(lo > 0 or hi < 0)
+    if len(seeds) > 1:
+        out["per_seed"] = [round(float(x), 4) for x in per_seed_point]
+    return out

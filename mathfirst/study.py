@@ -1,0 +1,192 @@
+"""`mathfirst study`: the curriculum and its ablation over several seeds (and, optionally, several policy
+losses), then the paper's claims tested on them: each effect averaged over seeds, its 95% interval from a
+bootstrap over seeds and tasks, and a plain verdict. Resumable as a whole: run the same command again."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from mathfirst.config import RL_STAGES, ConfigError, RunConfig, load_config
+from mathfirst.eval.paired import NON_MATH, paired, task_scores
+from mathfirst.eval.stats import paired_difference_over_seeds
+
+MIN_EFFECT = 0.02  # an interval wholly below +2 points rules the claimed effect out ("not supported")
+SKILLS = ("verification", "backtracking")
+console = Console()
+
+
+@dataclass
+class Claim:
+    name: str
+    text: str
+    before: tuple[str, str]  # (run, stage): run is "curriculum" or "ablation", stage a stage or "final"
+    after: tuple[str, str]
+    domains: str  # "math" or "others"
+    key: str = "greedy"  # greedy, or a skill
+
+
+CLAIMS = [
+    Claim("math_rl_raises_math", "math RL raises math", ("curriculum", "sft"), ("curriculum", "rl_math"), "math"),
+    Claim(
+        "joint_rl_raises_others",
+        "joint RL then raises the other domains",
+        ("curriculum", "rl_math"),
+        ("curriculum", "rl_joint"),
+        "others",
+    ),  # fmt: skip
+    Claim(
+        "math_stage_helps_others",
+        "removing the math stage hurts the other domains (at equal RL steps)",
+        ("ablation", "final"),
+        ("curriculum", "final"),
+        "others",
+    ),  # fmt: skip
+] + [
+    Claim(
+        f"{skill}_grows",
+        f"{skill} grows outside math (SFT to joint RL)",
+        ("curriculum", "sft"),
+        ("curriculum", "rl_joint"),
+        "others",
+        skill,
+    )  # fmt: skip
+    for skill in SKILLS
+]
+
+
+def loss_changes(cfg: RunConfig, loss: str | None) -> dict:
+    return {stage: {"loss": loss} for stage in RL_STAGES if loss and getattr(cfg, stage) is not None}
+
+
+def run_study(config: Path, ablation: Path, seeds: int, losses: list[str | None], out: Path) -> dict:
+    """Run every (loss, seed) curriculum and ablation not yet finished, then write the study report."""
+    from mathfirst.curriculum import run_curriculum
+
+    base, base_ablation = load_config(config), load_config(ablation)
+    plan = {"config": str(config), "ablation": str(ablation), "seeds": seeds, "losses": losses}
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "study.json"
+    if saved.is_file() and json.loads(saved.read_text()).get("plan", plan) != plan:
+        raise ConfigError(f"{out} holds a study with other settings; use a new --out")
+    saved.write_text(json.dumps({"plan": plan}, indent=1))
+    for loss in losses:
+        for seed in range(seeds):
+            folder = group_dir(out, loss) / f"seed{seed}"
+            shared = group_dir(out, losses[0]) / f"seed{seed}" / "curriculum"
+            for name, path, cfg in (("curriculum", config, base), ("ablation", ablation, base_ablation)):
+                run_cfg = load_config(path, {"seed": seed} | loss_changes(cfg, loss))
+                run_dir = folder / name
+                reuse = shared if shared != run_dir and shared.is_dir() else None
+                console.rule(f"study: {loss or 'configured loss'}, seed {seed}, {name}")
+                if (run_dir / "config.yaml").is_file():
+                    run_curriculum(None, run_dir, resume=True)
+                else:
+                    run_curriculum(run_cfg, run_dir, resume=False, reuse=reuse)
+    return write_study(out, seeds, losses)
+
+
+def group_dir(out: Path, loss: str | None) -> Path:
+    return out / loss if loss else out
+
+
+def final_stage(run: Path) -> str:
+    return [s for s in ("sft", "rl_math", "rl_joint") if (run / s / "samples.jsonl").is_file()][-1]
+
+
+def side_scores(seed_dir: Path, side: tuple[str, str]) -> dict:
+    """Per-task scores of one side of a comparison: (run, stage), stage "final" for the run's last."""
+    run = seed_dir / side[0]
+    return task_scores(run / (final_stage(run) if side[1] == "final" else side[1]))
+
+
+def strata(claim: Claim, seed_dir: Path) -> list[tuple[list[float], list[float]]]:
+    """The claim's (before, after) per-task values in each of its domains, for one seed."""
+    pairs = paired(side_scores(seed_dir, claim.before), side_scores(seed_dir, claim.after), claim.key)
+    if claim.domains == "math":
+        return [pairs["math"]] if "math" in pairs else []
+    return [p for d, p in pairs.items() if d != "math"]
+
+
+def verdict(effect: dict) -> str:
+    lo, hi = effect["ci95"]
+    if lo > 0:
+        return "supported"
+    if hi < MIN_EFFECT:
+        return "not supported"
+    return "cannot tell at this power"
+
+
+def test_claims(group: Path, seeds: int) -> dict:
+    out = {}
+    for claim in CLAIMS:
+        per_seed = [strata(claim, group / f"seed{s}") for s in range(seeds)]
+        if not all(per_seed):
+            continue
+        effect = paired_difference_over_seeds(per_seed)
+        out[claim.name] = {"claim": claim.text, **effect, "verdict": verdict(effect)}
+    return out
+
+
+def by_domain(group: Path, seeds: int, before: tuple[str, str], after: tuple[str, str]) -> dict:
+    """Per-domain greedy effects (and the non-math mean) pooled over seeds."""
+    per_seed = [
+        paired(side_scores(group / f"seed{s}", before), side_scores(group / f"seed{s}", after), "greedy")
+        for s in range(seeds)
+    ]
+    domains = [d for d in per_seed[0] if all(d in p for p in per_seed)]
+    out = {d: paired_difference_over_seeds([[p[d]] for p in per_seed]) for d in domains}
+    others = [d for d in domains if d != "math"]
+    if others:
+        out[NON_MATH] = paired_difference_over_seeds([[p[d] for d in others] for p in per_seed])
+    return out
+
+
+def write_study(out: Path, seeds: int, losses: list[str | None]) -> dict:
+    """study.json, study.md and the figures from the finished runs."""
+    from mathfirst.study_report import write_study_report
+
+    result = {"plan": json.loads((out / "study.json").read_text())["plan"], "groups": {}}
+    for loss in losses:
+        group = group_dir(out, loss)
+        result["groups"][loss or "configured"] = {
+            "claims": test_claims(group, seeds),
+            "curriculum_minus_ablation": by_domain(group, seeds, ("ablation", "final"), ("curriculum", "final")),
+            "accuracy": accuracy_by_stage(group, seeds),
+            "skills": skills_by_stage(group, seeds),
+        }
+    (out / "study.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    write_study_report(out, result)
+    return result
+
+
+def accuracy_by_stage(group: Path, seeds: int, key: str = "greedy") -> dict:
+    """Mean greedy accuracy per stage and domain over seeds, with a bootstrap interval over seeds and tasks."""
+    return level_by_stage(group, seeds, lambda d: d[key])
+
+
+def skills_by_stage(group: Path, seeds: int) -> dict:
+    """Share of greedy responses showing each skill outside math, per stage, over seeds and tasks."""
+    return {
+        skill: level_by_stage(group, seeds, lambda d, s=skill: d.get(s), others_only=True)["others"] for skill in SKILLS
+    }
+
+
+def level_by_stage(group: Path, seeds: int, values, others_only: bool = False) -> dict:
+    """A level (not a difference) with its interval: the paired machinery against a zero baseline."""
+    stages = [s for s in ("sft", "rl_math", "rl_joint") if (group / "seed0" / "curriculum" / s).is_dir()]
+    out: dict = {}
+    for stage in stages:
+        per_seed = [task_scores(group / f"seed{s}" / "curriculum" / stage) for s in range(seeds)]
+        domains = [d for d in per_seed[0] if all(d in p and values(p[d]) is not None for p in per_seed)]
+        if others_only:
+            strata = [[([0.0] * len(values(p[d])), values(p[d])) for d in domains if d != "math"] for p in per_seed]
+            out.setdefault("others", {})[stage] = paired_difference_over_seeds(strata)
+            continue
+        for d in domains:
+            strata = [[([0.0] * len(values(p[d])), values(p[d]))] for p in per_seed]
+            out.setdefault(d, {})[stage] = paired_difference_over_seeds(strata)
+    return out

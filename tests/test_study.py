@@ -1,0 +1,80 @@
+"""`mathfirst study`: the claims' statistics on run folders written as the curriculum writes them, and one
+real two-seed study of the smoke config (slow)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from test_report import make_run
+
+from mathfirst.config import ConfigError
+from mathfirst.study import run_study, verdict, write_study
+
+ROOT = Path(__file__).parent.parent
+
+
+def make_study(out: Path, seeds: int, lift: float) -> None:
+    """Per seed, a curriculum whose math RL lifts math by `lift` and whose joint RL lifts logic, and an
+    ablation level with the curriculum's math stage."""
+    for s in range(seeds):
+        make_run(out / f"seed{s}" / "curriculum", {
+            "sft": {"math": 0.5, "stem": 0.2, "logic": 0.3},
+            "rl_math": {"math": 0.5 + lift, "stem": 0.2, "logic": 0.3},
+            "rl_joint": {"math": 0.5 + lift, "stem": 0.2, "logic": 0.3 + lift},
+        })  # fmt: skip
+        make_run(out / f"seed{s}" / "ablation", {
+            "sft": {"math": 0.5, "stem": 0.2, "logic": 0.3},
+            "rl_joint": {"math": 0.5, "stem": 0.2, "logic": 0.3},
+        })  # fmt: skip
+
+
+def test_claims_verdicts_and_figures(tmp_path):
+    plan = {"config": "c.yaml", "ablation": "a.yaml", "seeds": 2, "losses": [None]}
+    make_study(tmp_path, 2, lift=0.2)
+    (tmp_path / "study.json").write_text(json.dumps({"plan": plan}))
+    result = write_study(tmp_path, 2, [None])
+    claims = result["groups"]["configured"]["claims"]
+    assert claims["math_rl_raises_math"]["diff"] == 0.2 and claims["math_rl_raises_math"]["verdict"] == "supported"
+    others = claims["joint_rl_raises_others"]  # logic +20 points, stem level: +10 over the two domains
+    assert others["diff"] == 0.1 and others["verdict"] == "supported" and others["per_seed"] == [0.1, 0.1]
+    assert claims["math_stage_helps_others"]["diff"] == 0.1
+    assert claims["verification_grows"]["diff"] == 0.0 and claims["verification_grows"]["verdict"] == "not supported"
+    diff = result["groups"]["configured"]["curriculum_minus_ablation"]
+    assert diff["math"]["diff"] == 0.2 and diff["stem"] == {**diff["stem"], "diff": 0.0, "distinct": False}
+    text = (tmp_path / "study.md").read_text()
+    assert "| math RL raises math | +20.0 [" in text and "| supported |" in text
+    assert all((tmp_path / f"study_configured_{f}.png").is_file() for f in ("accuracy", "ablation", "skills"))
+    assert json.loads((tmp_path / "study.json").read_text())["groups"]["configured"]["claims"] == claims
+
+
+def test_verdicts_follow_the_interval():
+    assert verdict({"ci95": [0.01, 0.05]}) == "supported"
+    assert verdict({"ci95": [-0.05, 0.015]}) == "not supported"  # rules out +2 points
+    assert verdict({"ci95": [-0.05, 0.08]}) == "cannot tell at this power"
+
+
+def test_a_study_folder_with_other_settings_is_refused(tmp_path):
+    config = ROOT / "configs" / "smoke.yaml"
+    (tmp_path / "study.json").write_text(json.dumps({"plan": {"seeds": 5}}))
+    with pytest.raises(ConfigError, match="other settings"):
+        run_study(config, ROOT / "configs" / "smoke-no-math.yaml", 2, [None], tmp_path)
+
+
+@pytest.mark.slow
+def test_a_two_seed_smoke_study_runs_and_resumes(tmp_path):
+    cli = [sys.executable, "-m", "mathfirst.cli", "study", "--config", str(ROOT / "configs" / "smoke.yaml"),
+           "--seeds", "2", "--out", str(tmp_path / "study")]  # fmt: skip
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=1800, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "study" / "study.json").read_text())
+    assert set(result["groups"]["configured"]["claims"]) >= {"math_rl_raises_math", "math_stage_helps_others"}
+    seed1 = tmp_path / "study" / "seed1"
+    assert yaml.safe_load((seed1 / "ablation" / "config.yaml").read_text())["seed"] == 1
+    assert (seed1 / "ablation" / "rl_joint" / "eval.json").is_file()
+    same = (seed1 / "ablation" / "sft" / "model.safetensors").read_bytes()
+    assert same == (seed1 / "curriculum" / "sft" / "model.safetensors").read_bytes()  # SFT shared per seed
+    again = subprocess.run(cli, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert again.returncode == 0 and "math RL raises math" in again.stdout
