@@ -64,17 +64,20 @@ def test_a_study_folder_with_other_settings_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_two_seed_smoke_study_runs_and_resumes(tmp_path):
+def test_a_smoke_study_under_two_losses_runs_and_resumes(tmp_path):
+    """One seed of the smoke config under DAPO and GSPO: four runs, SFT trained once and shared."""
     cli = [sys.executable, "-m", "mathfirst.cli", "study", "--config", str(ROOT / "configs" / "smoke.yaml"),
-           "--seeds", "2", "--out", str(tmp_path / "study")]  # fmt: skip
+           "--seeds", "1", "--losses", "dapo,gspo", "--out", str(tmp_path / "study")]  # fmt: skip
     done = subprocess.run(cli, capture_output=True, text=True, timeout=1800, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "study" / "study.json").read_text())
-    assert set(result["groups"]["configured"]["claims"]) >= {"math_rl_raises_math", "math_stage_helps_others"}
-    seed1 = tmp_path / "study" / "seed1"
-    assert yaml.safe_load((seed1 / "ablation" / "config.yaml").read_text())["seed"] == 1
-    assert (seed1 / "ablation" / "rl_joint" / "eval.json").is_file()
-    same = (seed1 / "ablation" / "sft" / "model.safetensors").read_bytes()
-    assert same == (seed1 / "curriculum" / "sft" / "model.safetensors").read_bytes()  # SFT shared per seed
+    assert set(result["groups"]) == {"dapo", "gspo"}
+    for group in result["groups"].values():
+        assert {"math_rl_raises_math", "math_stage_helps_others"} <= set(group["claims"])
+    gspo = tmp_path / "study" / "gspo" / "seed0"
+    assert yaml.safe_load((gspo / "curriculum" / "config.yaml").read_text())["rl_math"]["loss"] == "gspo"
+    sft = (tmp_path / "study" / "dapo" / "seed0" / "curriculum" / "sft" / "model.safetensors").read_bytes()
+    assert (gspo / "curriculum" / "sft" / "model.safetensors").read_bytes() == sft  # trained once, shared
+    assert (gspo / "ablation" / "sft" / "model.safetensors").read_bytes() == sft
     again = subprocess.run(cli, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert again.returncode == 0 and "math RL raises math" in again.stdout
+    assert again.returncode == 0 and "gspo: math RL raises math" in again.stdout
