@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_sandbox import _accept
 
 from mathfirst.rewards import code, compute_scores
 from mathfirst.rewards.code import run_check
@@ -133,13 +134,6 @@ def test_a_host_unix_socket_cannot_be_reached():
         shutil.rmtree(folder)
     assert "connected" not in r.stdout and r.returncode != 0
     assert accepted in ([], [None])
-
-
-def _accept(server):
-    try:
-        return server.accept()
-    except OSError:
-        return None
 
 
 def test_many_capped_files_cannot_pass_the_total_cap():

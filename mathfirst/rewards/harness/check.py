@@ -8,7 +8,7 @@ from __future__ import annotations
 import builtins
 import importlib
 
-from mathfirst.rewards.harness.wire import receive, send
+from mathfirst.rewards.harness.wire import decode, encode, receive, send
 
 
 class RemoteError(Exception):
@@ -33,22 +33,14 @@ class Program:
         return self.decode(reply["value"])
 
     def decode(self, v):
-        if isinstance(v, list):
-            return [self.decode(x) for x in v]
-        if not isinstance(v, dict):
-            return v
-        ((tag, x),) = v.items()
+        return decode(v, self.tagged)
+
+    def tagged(self, tag: str, x):
         if tag == "ref":
             return Remote(self, int(x))
-        if tag == "dict":
-            return {self.decode(k): self.decode(y) for k, y in x}
-        if tag == "bytes":
-            return bytes.fromhex(x)
-        if tag == "complex":
-            return complex(*x)
         if tag == "module":
             return importlib.import_module(str(x))
-        return {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](self.decode(y) for y in x)
+        raise ValueError(f"unknown tag {tag!r}")
 
 
 class Remote:
@@ -61,8 +53,8 @@ class Remote:
         object.__setattr__(self, "ref", ref)
 
     def operate(self, op: str, args: list, kwargs: dict | None = None):
-        request = {"op": op, "ref": self.ref, "args": encode(args), "kwargs": encode(kwargs or {})}
-        return self.program.ask(request)
+        args, kwargs = encode(args, reference), encode(kwargs or {}, reference)
+        return self.program.ask({"op": op, "ref": self.ref, "args": args, "kwargs": kwargs})
 
     def __call__(self, *args, **kwargs):
         return self.operate("call", list(args), kwargs)
@@ -90,24 +82,10 @@ class Remote:
         return self.operate("contains", [item])
 
 
-def encode(x):
-    """Plain data (and references back to the program's objects) as tagged JSON."""
-    kind = type(x)
-    if x is None or kind in (bool, int, float, str):
-        return x
-    if kind is list:
-        return [encode(v) for v in x]
-    if kind in (tuple, set, frozenset):
-        return {kind.__name__: [encode(v) for v in x]}
-    if kind is dict:
-        return {"dict": [[encode(k), encode(v)] for k, v in x.items()]}
-    if kind is bytes:
-        return {"bytes": x.hex()}
-    if kind is complex:
-        return {"complex": [x.real, x.imag]}
-    if kind is Remote:
+def reference(x):
+    if type(x) is Remote:
         return {"ref": x.ref}
-    raise TypeError(f"the check cannot pass a {kind.__name__} to the program under test")
+    raise TypeError(f"the check cannot pass a {type(x).__name__} to the program under test")
 
 
 def run_test(test: str, entry_point: str, requests: int, replies: int) -> None:
