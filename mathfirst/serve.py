@@ -27,6 +27,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mathfirst.batcher import Batcher, Job, Refused
 from mathfirst.config import ServeSettings
@@ -105,8 +106,8 @@ def create_app(checkpoint: str | Path, model_id: str | None = None, settings: Se
     async def refused(_: Request, e: Refused) -> JSONResponse:
         return error(e.status, str(e), e.code)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, e: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's own (a subclass) and the router's (unknown routes)
+    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
         return error(e.status_code, str(e.detail))
 
     @app.exception_handler(RequestValidationError)

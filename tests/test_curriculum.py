@@ -57,7 +57,10 @@ def test_smoke_curriculum_end_to_end(tmp_path):
         for s in ("pretrain", "sft", "rl_math", "rl_joint")
     }
     for domain in DOMAINS:
-        cells = [f"{100 * evals[s][domain]['greedy']:.1f}%" for s in evals]
+        cells = [
+            f"{100 * r['greedy']:.1f}% [{100 * r['greedy_ci95'][0]:.1f}, {100 * r['greedy_ci95'][1]:.1f}]"
+            for r in (evals[s][domain] for s in evals)
+        ]
         assert f"| {domain} | {100 * evals['sft'][domain]['chance']:.1f}% | " + " | ".join(cells) + " |" in report
 
     # the ablation without math RL reuses the identical pretrain and SFT stages and trains only joint RL

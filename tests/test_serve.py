@@ -190,6 +190,8 @@ def test_load_with_bad_requests_mixed_in(server):
         "maximum context length is 2048 tokens"
         in dict(zip(bad, answers[32:38]))["prompt past the context"][1]["error"]["message"]
     )
+    status, body = post(url.removesuffix("/v1") + "/v2/nothing", {})
+    assert status == 404 and set(body["error"]) == {"message", "type", "param", "code"}
     after = health(url)
     assert after["status"] == "ok" and after["batches"] - before <= 16  # 64 requests in a few batches, not 64
     assert process.memory_info().rss < 1.5 * 2**30
