@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from mathfirst.config import RL_STAGES, ConfigError, RunConfig, load_config
-from mathfirst.eval.paired import NON_MATH, paired, task_scores
+from mathfirst.eval.paired import NON_MATH, evaluated_stages, paired, task_scores
 from mathfirst.eval.stats import paired_difference_over_seeds
 
 MIN_EFFECT = 0.02  # an interval wholly below +2 points rules the claimed effect out ("not supported")
@@ -93,14 +93,10 @@ def group_dir(out: Path, loss: str | None) -> Path:
     return out / loss if loss else out
 
 
-def final_stage(run: Path) -> str:
-    return [s for s in ("sft", "rl_math", "rl_joint") if (run / s / "samples.jsonl").is_file()][-1]
-
-
 def side_scores(seed_dir: Path, side: tuple[str, str]) -> dict:
     """Per-task scores of one side of a comparison: (run, stage), stage "final" for the run's last."""
     run = seed_dir / side[0]
-    return task_scores(run / (final_stage(run) if side[1] == "final" else side[1]))
+    return task_scores(run / (evaluated_stages(run)[-1] if side[1] == "final" else side[1]))
 
 
 def strata(claim: Claim, seed_dir: Path) -> list[tuple[list[float], list[float]]]:
@@ -120,7 +116,7 @@ def verdict(effect: dict) -> str:
     return "cannot tell at this power"
 
 
-def test_claims(group: Path, seeds: int) -> dict:
+def judged_claims(group: Path, seeds: int) -> dict:
     out = {}
     for claim in CLAIMS:
         per_seed = [strata(claim, group / f"seed{s}") for s in range(seeds)]
@@ -153,7 +149,7 @@ def write_study(out: Path, seeds: int, losses: list[str | None]) -> dict:
     for loss in losses:
         group = group_dir(out, loss)
         result["groups"][loss or "configured"] = {
-            "claims": test_claims(group, seeds),
+            "claims": judged_claims(group, seeds),
             "curriculum_minus_ablation": by_domain(group, seeds, ("ablation", "final"), ("curriculum", "final")),
             "accuracy": accuracy_by_stage(group, seeds),
             "skills": skills_by_stage(group, seeds),
@@ -177,7 +173,7 @@ def skills_by_stage(group: Path, seeds: int) -> dict:
 
 def level_by_stage(group: Path, seeds: int, values, others_only: bool = False) -> dict:
     """A level (not a difference) with its interval: the paired machinery against a zero baseline."""
-    stages = [s for s in ("sft", "rl_math", "rl_joint") if (group / "seed0" / "curriculum" / s).is_dir()]
+    stages = evaluated_stages(group / "seed0" / "curriculum")
     out: dict = {}
     for stage in stages:
         per_seed = [task_scores(group / f"seed{s}" / "curriculum" / stage) for s in range(seeds)]

@@ -6,9 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from mathfirst.analysis import read_samples
+from mathfirst.config import STAGES
 from mathfirst.eval.stats import paired_difference
 
 NON_MATH = "mean of the non-math domains"
+COMPARED = tuple(s for s in STAGES if s != "pretrain")  # the curriculum's stages; pretraining is a tiny-only warm-up
+
+
+def evaluated_stages(run: Path) -> list[str]:
+    """The run's compared stages that have been evaluated (have a samples.jsonl), in order."""
+    return [s for s in COMPARED if (run / s / "samples.jsonl").is_file()]
 
 
 def task_scores(stage_dir: Path) -> dict[str, dict[str, list]]:
@@ -57,14 +64,14 @@ def compare(before: dict, after: dict, key: str) -> dict[str, dict]:
 
 def differences(runs: list[Path]) -> dict:
     """Stage-to-stage differences of the first run, and final-stage differences of it against each other run."""
-    stages = [s for s in ("sft", "rl_math", "rl_joint") if (runs[0] / s / "samples.jsonl").is_file()]
+    stages = evaluated_stages(runs[0])
     scores = {s: task_scores(runs[0] / s) for s in stages}
     steps = list(zip(stages, stages[1:])) + ([(stages[0], stages[-1])] if len(stages) > 2 else [])
     out: dict = {"stages": {}, "versus": {}}
     for key in ("greedy", "mean"):
         out["stages"][key] = {f"{a} → {b}": compare(scores[a], scores[b], key) for a, b in steps}
         for other in runs[1:]:
-            final = [s for s in ("sft", "rl_math", "rl_joint") if (other / s / "samples.jsonl").is_file()][-1]
+            final = evaluated_stages(other)[-1]
             versus = out["versus"].setdefault(other.name, {"stage": final})
             versus[key] = compare(task_scores(other / final), scores[stages[-1]], key)
     return out
