@@ -51,7 +51,10 @@ class MetricsLog:
         if self.tensorboard is not None:
             self.tensorboard.close()
         if self.wandb is not None:
+            import wandb
+
             self.wandb.finish()
+            wandb.teardown()  # finish() may return before wandb's service has written the run file; this waits
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
