@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from mathfirst.decoder import copies_every_weight
 from mathfirst.memory import model_shape, prefill_bytes, sampling_bytes
 from mathfirst.rollout import RowSettings, sample_batch
 
@@ -52,7 +53,7 @@ class Batcher:
     ):
         self.model, self.tokenizer = model, tokenizer
         self.shape = model_shape(model.config)
-        self.dtype_bytes = model.dtype.itemsize
+        self.dtype_bytes, self.device = model.dtype.itemsize, model.device.type
         self.budget, self.max_batch, self.max_queue, self.window_s = budget_bytes, max_batch, max_queue, window_s
         self.queue: deque[Job] = deque()
         self.wake = threading.Condition()
@@ -67,7 +68,8 @@ class Batcher:
         rows = sum(j.n for j in jobs)
         width = max(len(j.prompt) for j in jobs)
         length = width + max(j.max_tokens for j in jobs)
-        sampler = sampling_bytes(self.shape, rows, length, self.dtype_bytes, copies_all=False)
+        copies_all = copies_every_weight(self.device, self.dtype_bytes, False)
+        sampler = sampling_bytes(self.shape, rows, length, self.dtype_bytes, copies_all)
         return sum(sampler.values()) + prefill_bytes(self.shape, len(jobs), width, self.dtype_bytes)
 
     def queued_rows(self) -> int:

@@ -20,6 +20,7 @@ from rich.table import Table
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
 
 from mathfirst.config import RL_STAGES, ConfigError, LoraConfig, RunConfig
+from mathfirst.decoder import copies_every_weight
 from mathfirst.logprobs import LOGITS_CHUNK
 from mathfirst.precision import compute_dtype
 
@@ -178,12 +179,13 @@ def estimate_stage(cfg: RunConfig, stage: str, device: str, budget: int, shape: 
         shape = shape or model_shape(model_config(cfg))
         kept = {"weights": shape.params * b}
         room = int(budget * HEADROOM) - RUNTIME[device] - kept["weights"]
-        rows = sampler_rows(shape, cfg.eval.batch_size, seq, b, False, room)
-        return Estimate("eval", device, kept, {"sampling": sampling_bytes(shape, rows, seq, b, False)}, rows)
+        copies_all = copies_every_weight(device, b, False)
+        rows = sampler_rows(shape, cfg.eval.batch_size, seq, b, copies_all, room)
+        return Estimate("eval", device, kept, {"sampling": sampling_bytes(shape, rows, seq, b, copies_all)}, rows)
     scfg = getattr(cfg, stage)
     shape = shape or model_shape(model_config(cfg), scfg.lora)
     lora = scfg.lora is not None
-    copies_all = lora or b != 4  # adapters folded in, or weights cast to the compute dtype
+    copies_all = copies_every_weight(device, b, lora)
     kept = kept_bytes(shape, lora, b, reference=stage in RL_STAGES and scfg.kl_coef > 0)
     room = int(budget * HEADROOM) - RUNTIME[device] - sum(kept.values())
     if stage in RL_STAGES:
@@ -202,8 +204,9 @@ def estimate_stage(cfg: RunConfig, stage: str, device: str, budget: int, shape: 
     update = update_bytes(shape, rows * seq, rows * seq, rows, 0, b, scfg.gradient_checkpointing)
     phases = {"update": update}
     if scfg.self_distill is not None:
-        rows = sampler_rows(shape, cfg.eval.batch_size, seq, b, b != 4, room)
-        phases["sampling"] = sampling_bytes(shape, rows, seq, b, b != 4)
+        copies_all = copies_every_weight(device, b, False)
+        rows = sampler_rows(shape, cfg.eval.batch_size, seq, b, copies_all, room)
+        phases["sampling"] = sampling_bytes(shape, rows, seq, b, copies_all)
     return Estimate(stage, device, kept, phases)
 
 
