@@ -32,7 +32,8 @@ def test_bench_quick_prints_named_ratios_as_json(tmp_path):
         assert result[key] > 0, key
     assert result["rollout_speedup_fixed_length_64"] > 0
     assert 0 < result["rollout_mean_response_tokens"] < 160  # the bench model's answers end with EOS
-    assert 0 < result["mfu"] < 1 and result["mfu_dtype"] == "fp32"
+    assert 0 < result["mfu"] < 1 and result["dtype"] == "fp32"
+    assert result["peak_rss_mb"] > 0 and result["trl_peak_rss_mb"] > 0 and result["estimated_peak_mb"] > 0
     assert result["code_canonical_passed"] == 164
     assert json.loads((tmp_path / "bench" / "results.json").read_text()) == result
 
