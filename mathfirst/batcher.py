@@ -68,7 +68,7 @@ class Batcher:
         rows = sum(j.n for j in jobs)
         width = max(len(j.prompt) for j in jobs)
         length = width + max(j.max_tokens for j in jobs)
-        copies_all = copies_every_weight(self.device, self.dtype_bytes, False)
+        copies_all = copies_every_weight(self.device, self.dtype_bytes, False, self.shape.vocab * self.shape.hidden)
         sampler = sampling_bytes(self.shape, rows, length, self.dtype_bytes, copies_all)
         return sum(sampler.values()) + prefill_bytes(self.shape, len(jobs), width, self.dtype_bytes)
 

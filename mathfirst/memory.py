@@ -179,13 +179,13 @@ def estimate_stage(cfg: RunConfig, stage: str, device: str, budget: int, shape: 
         shape = shape or model_shape(model_config(cfg))
         kept = {"weights": shape.params * b}
         room = int(budget * HEADROOM) - RUNTIME[device] - kept["weights"]
-        copies_all = copies_every_weight(device, b, False)
+        copies_all = copies_every_weight(device, b, False, shape.vocab * shape.hidden)
         rows = sampler_rows(shape, cfg.eval.batch_size, seq, b, copies_all, room)
         return Estimate("eval", device, kept, {"sampling": sampling_bytes(shape, rows, seq, b, copies_all)}, rows)
     scfg = getattr(cfg, stage)
     shape = shape or model_shape(model_config(cfg), scfg.lora)
     lora = scfg.lora is not None
-    copies_all = copies_every_weight(device, b, lora)
+    copies_all = copies_every_weight(device, b, lora, shape.vocab * shape.hidden)
     kept = kept_bytes(shape, lora, b, reference=stage in RL_STAGES and scfg.kl_coef > 0)
     room = int(budget * HEADROOM) - RUNTIME[device] - sum(kept.values())
     if stage in RL_STAGES:
@@ -204,7 +204,7 @@ def estimate_stage(cfg: RunConfig, stage: str, device: str, budget: int, shape: 
     update = update_bytes(shape, rows * seq, rows * seq, rows, 0, b, scfg.gradient_checkpointing)
     phases = {"update": update}
     if scfg.self_distill is not None:
-        copies_all = copies_every_weight(device, b, False)
+        copies_all = copies_every_weight(device, b, False, shape.vocab * shape.hidden)
         rows = sampler_rows(shape, cfg.eval.batch_size, seq, b, copies_all, room)
         phases["sampling"] = sampling_bytes(shape, rows, seq, b, copies_all)
     return Estimate(stage, device, kept, phases)
