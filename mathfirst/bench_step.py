@@ -59,7 +59,12 @@ def ours(w: Workload) -> dict:
         )
         scores = rewards(w, decode(tok, rollouts), index)
         G = w.group
-        groups = [Group(None, rollouts[k * G : (k + 1) * G], *[scores[k * G : (k + 1) * G]] * 2, []) for k in range(n)]
+        groups = []
+        for k in range(n):
+            group_scores = scores[k * G : (k + 1) * G]
+            groups.append(
+                Group(None, rollouts[k * G : (k + 1) * G], group_scores, group_scores, [])
+            )  # rewards = scores
         t1 = time.perf_counter()
         model.train()
         update(model, None, optimizer, pack(groups, tok.pad_token_id, False), G, cfg, torch.Generator())

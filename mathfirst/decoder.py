@@ -3,8 +3,9 @@
 It reads the HF model's own weights (q/k/v and gate/up fused into one matmul each) and makes a handful
 of tensor calls per layer, so sampling with small models is bound by arithmetic, not by Python.
 Models it cannot reproduce exactly (other architectures, sliding windows, dynamic RoPE) get `None`
-from `StaticDecoder.build` and are sampled through the HF forward instead. On a CPU in fp32 its weight copies are
-in oneDNN's blocked layout, whose small-batch matmuls run up to twice as fast as F.linear's (docs/speed.md)."""
+from `StaticDecoder.build` and are sampled through the HF forward instead. On a CPU in fp32, for models past the
+tiny one, its weight copies are in oneDNN's blocked layout, whose small-batch matmuls run faster than F.linear's
+(docs/speed.md)."""
 
 from __future__ import annotations
 
@@ -90,18 +91,16 @@ def fused_layer(block: torch.nn.Module, heads: int, kv_heads: int, head_dim: int
 PACK_MIN = 2**18  # output-head sizes from which packing pays: SmolLM2's (28M) does; the tiny model's (131k) did not
 
 
-def packs(head: torch.Tensor) -> bool:
+def packs(device: str, dtype_bytes: int, head_size: int) -> bool:
     """Whether the decoder keeps oneDNN-packed weight copies: fp32 on a CPU with oneDNN, a model past the tiny
     (the tiny bench's rollout fell from 3.08x to 2.29x HF generate with them)."""
-    cpu_fp32 = head.device.type == "cpu" and head.dtype == torch.float32
-    return cpu_fp32 and torch.backends.mkldnn.is_available() and head.numel() >= PACK_MIN
+    return device == "cpu" and dtype_bytes == 4 and torch.backends.mkldnn.is_available() and head_size >= PACK_MIN
 
 
 def copies_every_weight(device: str, dtype_bytes: int, lora: bool, head_size: int) -> bool:
     """Whether the decoder holds a copy of every weight (packed, cast or with adapters folded in), or only of the
     fused q/k/v and gate/up ones (memory.py's estimate)."""
-    packed = device == "cpu" and dtype_bytes == 4 and torch.backends.mkldnn.is_available() and head_size >= PACK_MIN
-    return packed or dtype_bytes != 4 or lora
+    return packs(device, dtype_bytes, head_size) or dtype_bytes != 4 or lora
 
 
 def pack(weight: torch.Tensor, rows: int) -> torch.Tensor:
@@ -148,7 +147,7 @@ class StaticDecoder:
         self.norm = inner.norm.weight.to(dtype)
         self.head = effective_weight(model.lm_head).to(dtype)
         self.layers = [fused_layer(block, self.heads, self.kv_heads, self.head_dim, dtype) for block in inner.layers]
-        if packs(self.head):
+        if packs(self.head.device.type, self.head.dtype.itemsize, self.head.numel()):
             self.head = pack(self.head, batch)
             for layer in self.layers:
                 for name in ("qkv", "out", "gate_up", "down"):

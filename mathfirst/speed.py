@@ -158,7 +158,7 @@ def rl_step_vs_trl(w: Workload, peak_flops: float) -> dict:
         "peak_rss_mb": round(ours["peak_rss_mb"]),
         "trl_peak_rss_mb": trl_mb and round(trl_mb),
         "estimated_peak_mb": round(estimated_peak(w) / 2**20),
-    } | {k: v for k, v in peer.items() if k == "trl_note"}
+    } | ({"trl_note": peer["trl_note"]} if "trl_note" in peer else {})
 
 
 def estimated_peak(w: Workload) -> int:
