@@ -21,14 +21,14 @@ from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
 
 from mathfirst.config import RL_STAGES, ConfigError, LoraConfig, RunConfig
 from mathfirst.decoder import copies_every_weight
-from mathfirst.logprobs import LOGITS_CHUNK
+from mathfirst.logprobs import LOGITS_CHUNK, kept_logits_bytes
 from mathfirst.precision import compute_dtype
 
 GB = 1024**3
 RUNTIME = {"cpu": int(0.45 * GB), "cuda": 0}  # the process itself: Python, torch, transformers (CPU resident set)
 HEADROOM = 0.9  # share of the budget an estimate may fill (allocator caching and fragmentation take the rest)
 FUSED = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")  # the decoder's fused copies (decoder.py)
-LOGIT_COPIES = 4  # a logits chunk in fp32, its log-softmax, exp() for the entropy, and its gradient
+LOGIT_COPIES = 2  # a logits chunk in fp32 and its exp (the gradient is built in place of one of them)
 SAMPLING_LOGIT_COPIES = 3  # next-token logits, their softmax, the cumulative sum drawn from
 
 
@@ -148,7 +148,7 @@ def update_bytes(
 ) -> dict[str, int]:
     """One forward + backward over `tokens` tokens in `sequences` sequences of up to `width` (`scored` of them in
     the loss): activations (with checkpointing: each layer's input, and one layer recomputed), one chunk of
-    logits, and the packed attention mask."""
+    logits and the softmax kept for the backward, and the packed attention mask."""
     per_layer = shape.activation_floats() * dtype_bytes
     if checkpointing:
         activations = tokens * (shape.layers * shape.hidden * dtype_bytes + per_layer)
@@ -156,7 +156,7 @@ def update_bytes(
         activations = tokens * shape.layers * per_layer
     return {
         "activations": activations,
-        "logits": min(scored, LOGITS_CHUNK) * shape.vocab * 4 * LOGIT_COPIES,
+        "logits": min(scored, LOGITS_CHUNK) * shape.vocab * 4 * LOGIT_COPIES + kept_logits_bytes(scored, shape.vocab),
         "attention_mask": sequences * width * width * 6,  # the float bias and the boolean mask it comes from
     }
 
