@@ -29,7 +29,7 @@ class Claim:
     key: str = "greedy"  # greedy, or a skill
 
 
-CLAIMS = [
+ACCURACY_CLAIMS = [
     Claim("math_rl_raises_math", "math RL raises math", ("curriculum", "sft"), ("curriculum", "rl_math"), "math"),
     Claim(
         "joint_rl_raises_others",
@@ -45,17 +45,24 @@ CLAIMS = [
         ("curriculum", "final"),
         "others",
     ),  # fmt: skip
-] + [
-    Claim(
-        f"{skill}_grows",
-        f"{skill} grows outside math (SFT to joint RL)",
-        ("curriculum", "sft"),
-        ("curriculum", "rl_joint"),
-        "others",
-        skill,
-    )  # fmt: skip
-    for skill in SKILLS
 ]
+CLAIMS = (
+    ACCURACY_CLAIMS
+    + [  # the same on sampled accuracy (mean@k at the eval temperature), as the paper reports its scores
+        Claim(f"{c.name}_mean_at_k", f"{c.text}, mean@k", c.before, c.after, c.domains, "mean") for c in ACCURACY_CLAIMS
+    ]
+    + [
+        Claim(
+            f"{skill}_grows",
+            f"{skill} grows outside math (SFT to joint RL)",
+            ("curriculum", "sft"),
+            ("curriculum", "rl_joint"),
+            "others",
+            skill,
+        )  # fmt: skip
+        for skill in SKILLS
+    ]
+)
 
 
 def loss_changes(cfg: RunConfig, loss: str | None) -> dict:

@@ -41,6 +41,8 @@ def test_claims_verdicts_and_figures(tmp_path):
     others = claims["joint_rl_raises_others"]  # logic +20 points, stem level: +10 over the two domains
     assert others["diff"] == 0.1 and others["verdict"] == "supported" and others["per_seed"] == [0.1, 0.1]
     assert claims["math_stage_helps_others"]["diff"] == 0.1
+    assert claims["math_rl_raises_math_mean_at_k"]["diff"] == 0.1  # one sample of two follows greedy, one fails
+    assert claims["math_rl_raises_math_mean_at_k"]["claim"] == "math RL raises math, mean@k"
     assert claims["verification_grows"]["diff"] == 0.0 and claims["verification_grows"]["verdict"] == "not supported"
     diff = result["groups"]["configured"]["curriculum_minus_ablation"]
     assert diff["math"]["diff"] == 0.2 and diff["stem"] == {**diff["stem"], "diff": 0.0, "distinct": False}
