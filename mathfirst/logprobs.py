@@ -21,7 +21,9 @@ def hidden_states(model: PreTrainedModel, **inputs: torch.Tensor) -> torch.Tenso
     return model.get_decoder()(**inputs).last_hidden_state
 
 
-def _logits(hidden, weight, bias, temperature, dtype) -> torch.Tensor:
+def _logits(
+    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, temperature: float, dtype: torch.dtype
+) -> torch.Tensor:
     """(hidden W^T + b) / T in fp32 at least, the matmul in `dtype`."""
     with torch.autocast(hidden.device.type, enabled=False):
         bias = None if bias is None else bias.to(dtype)

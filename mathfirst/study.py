@@ -26,7 +26,7 @@ class Claim:
     before: tuple[str, str]  # (run, stage): run is "curriculum" or "ablation", stage a stage or "final"
     after: tuple[str, str]
     domains: str  # "math" or "others"
-    key: str = "greedy"  # greedy, or a skill
+    key: str = "greedy"  # greedy, mean (mean@k), or a skill
 
 
 ACCURACY_CLAIMS = [
