@@ -197,7 +197,7 @@ class RLConfig(Strict):
     dynamic_sampling: bool = Field(True, description="drop groups whose accuracies are all equal and sample more")
     max_gen_rounds: int = Field(3, gt=0, description="sampling rounds per step at most, to fill the batch")
     mini_batch_groups: int = Field(8, gt=0, description="groups per optimizer step")
-    micro_batch_rows: int = Field(4, gt=0, description="responses per forward/backward, packed after their prompt")
+    micro_batch_rows: int = Field(8, gt=0, description="responses per forward/backward, packed after their prompt")
     ppo_epochs: int = Field(1, gt=0, description="passes over each batch")
     rollout_batch_size: int = Field(
         128, gt=0, description="rows the sampler runs at once at most (fewer when their KV cache would not fit)"

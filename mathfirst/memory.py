@@ -1,7 +1,7 @@
 """Peak-memory estimate of each stage, from the model's config.json and the stage's settings, made before any
 weights load. A stage's peak is what it keeps (weights, gradients, optimizer state, the KL reference) plus the
 larger of its two phases: sampling (the decoder's fused weight copies, the KV cache, a batch of logits) and the
-update (one micro-batch's activations, one chunk of full-vocabulary logits, the packed attention mask). Every
+update (one micro-batch's activations, one chunk of full-vocabulary logits, the kept softmax). Every
 length is its upper bound: prompt + response = model.max_seq_len, each response max_new_tokens long."""
 
 from __future__ import annotations
@@ -143,12 +143,10 @@ def prefill_bytes(shape: Shape, prompts: int, width: int, dtype_bytes: int) -> i
     return prompts * width * (per_token * dtype_bytes + width)
 
 
-def update_bytes(
-    shape: Shape, tokens: int, scored: int, sequences: int, width: int, dtype_bytes: int, checkpointing: bool
-) -> dict[str, int]:
-    """One forward + backward over `tokens` tokens in `sequences` sequences of up to `width` (`scored` of them in
-    the loss): activations (with checkpointing: each layer's input, and one layer recomputed), one chunk of
-    logits and the softmax kept for the backward, and the packed attention mask."""
+def update_bytes(shape: Shape, tokens: int, scored: int, dtype_bytes: int, checkpointing: bool) -> dict[str, int]:
+    """One forward + backward over `tokens` tokens (`scored` of them in the loss): activations (with
+    checkpointing: each layer's input, and one layer recomputed), one chunk of logits and the softmax kept for
+    the backward. Attention is fused (packing.py's computes only the blocks a token may see)."""
     per_layer = shape.activation_floats() * dtype_bytes
     if checkpointing:
         activations = tokens * (shape.layers * shape.hidden * dtype_bytes + per_layer)
@@ -157,7 +155,6 @@ def update_bytes(
     return {
         "activations": activations,
         "logits": min(scored, LOGITS_CHUNK) * shape.vocab * 4 * LOGIT_COPIES + kept_logits_bytes(scored, shape.vocab),
-        "attention_mask": sequences * width * width * 6,  # the float bias and the boolean mask it comes from
     }
 
 
@@ -193,15 +190,13 @@ def estimate_stage(cfg: RunConfig, stage: str, device: str, budget: int, shape: 
         rows = min(scfg.micro_batch_rows, scfg.mini_batch_groups * scfg.group_size)  # responses per micro-batch
         per_chunk = min(rows, scfg.group_size)
         chunks = math.ceil(rows / per_chunk)
-        width = prompt + per_chunk * scfg.max_new_tokens
-        update = update_bytes(
-            shape, chunks * width, rows * scfg.max_new_tokens, chunks, width, b, scfg.gradient_checkpointing
-        )
+        tokens = chunks * (prompt + per_chunk * scfg.max_new_tokens)
+        update = update_bytes(shape, tokens, rows * scfg.max_new_tokens, b, scfg.gradient_checkpointing)
         sampler = sampler_rows(shape, scfg.rollout_batch_size, seq, b, copies_all, room)
         phases = {"update": update, "sampling": sampling_bytes(shape, sampler, seq, b, copies_all)}
         return Estimate(stage, device, kept, phases, sampler)
     rows = scfg.micro_batch_size or scfg.batch_size
-    update = update_bytes(shape, rows * seq, rows * seq, rows, 0, b, scfg.gradient_checkpointing)
+    update = update_bytes(shape, rows * seq, rows * seq, b, scfg.gradient_checkpointing)
     phases = {"update": update}
     if scfg.self_distill is not None:
         copies_all = copies_every_weight(device, b, False, shape.vocab * shape.hidden)
@@ -256,7 +251,6 @@ ADVICE = {
     "reference": "{stage}.kl_coef: 0 (no reference model)",
     "activations": "{stage}.gradient_checkpointing: true, a smaller {stage}.{rows} or model.max_seq_len",
     "logits": "a smaller {stage}.{rows} or model.max_seq_len",
-    "attention_mask": "a smaller {stage}.micro_batch_rows (the packed sequence is its prompt and every response)",
     "decoder_weights": "{stage}.lora off, or model.dtype: float32 (no cast copies)",
     "kv_cache": "a smaller {stage}.rollout_batch_size or model.max_seq_len",
     "sampling_logits": "a smaller {stage}.rollout_batch_size",

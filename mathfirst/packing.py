@@ -1,13 +1,22 @@
 """Log-probs of responses for the DAPO update. A micro-batch packs each prompt once, followed by all of its
-responses, under an attention mask that lets a response see the prompt and itself only: a prompt's forward and
-backward are shared by its whole group, and nothing is padded but the packed sequences."""
+responses; its attention (`packed_attention`) lets a response see the prompt and itself only and computes nothing
+else. A prompt's forward and backward are shared by its whole group, and nothing is padded but the packed
+sequences."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
-from transformers import PreTrainedModel
+import torch.nn.functional as F
+from transformers import AttentionInterface, PreTrainedModel
 
 from mathfirst.logprobs import head_logprobs, hidden_states
+
+PACKED = "mathfirst_packed"  # the attention implementation registered below
+
+Segments = list[tuple[int, list[tuple[int, int]]]]  # per packed sequence: its prompt's length, its responses' spans
 
 
 def prompt_chunks(batch: dict[str, torch.Tensor], groups: list[int], group_size: int, rows: int) -> list[torch.Tensor]:
@@ -33,33 +42,31 @@ def packed_length(batch: dict[str, torch.Tensor], chunk: torch.Tensor) -> int:
 
 def pack_chunks(batch: dict[str, torch.Tensor], chunks: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """One sequence per chunk: its prompt, then each of its responses at the positions it had after the prompt.
-    Returns the ids, positions, attention mask (a response sees the prompt and itself only), and per response
-    row its sequence, the positions whose logits predict its tokens, and the positions of those tokens."""
+    Returns the ids, positions, per response row its sequence, the positions whose logits predict its tokens
+    and the positions of those tokens, and each sequence's segments (for `packed_attention`)."""
     width = max(packed_length(batch, c) for c in chunks)
     source = batch["ids"].cpu()  # built on the host: one copy, not one per row
     prompt_lens, response_lens = batch["prompt_len"].tolist(), batch["response_len"].tolist()
     ids = torch.zeros((len(chunks), width), dtype=torch.long)
     position = torch.zeros((len(chunks), width), dtype=torch.long)
-    segment = torch.full((len(chunks), width), -1)  # which response a token belongs to; -1: the prompt
-    reads = []
+    reads, segments = [], []
     for k, chunk in enumerate(chunks):
         rows = chunk.tolist()
         p = prompt_lens[rows[0]]
         ids[k, :p], position[k, :p] = source[rows[0], :p], torch.arange(p)
         at = p
-        for j, row in enumerate(rows):
+        segments.append((p, []))
+        for row in rows:
             n = response_lens[row]
             ids[k, at : at + n], position[k, at : at + n] = source[row, p : p + n], torch.arange(p, p + n)
-            segment[k, at : at + n] = j
+            segments[-1][1].append((at, at + n))
             reads.append((k, [p - 1, *range(at, at + n - 1)], list(range(at, at + n))))
             at += n
-    same = (segment[:, None, :] == -1) | (segment[:, None, :] == segment[:, :, None])
-    allowed = (torch.ones(width, width, dtype=torch.bool).tril() & same) | torch.eye(width, dtype=torch.bool)
     longest = max(len(r[1]) for r in reads)
     seq = torch.tensor([[k] * longest for k, _, _ in reads])
     predict = torch.tensor([pos + [0] * (longest - len(pos)) for _, pos, _ in reads])
     tokens = torch.tensor([pos + [0] * (longest - len(pos)) for _, _, pos in reads])
-    return ids, position, allowed, seq, predict, tokens
+    return ids, position, seq, predict, tokens, segments
 
 
 def shared_prompt_logprobs(
@@ -68,9 +75,10 @@ def shared_prompt_logprobs(
     """Log-probs and entropies (no gradient) of the responses of `chunks`, one row per response, from its first
     token on: a prompt goes through the model once for all its responses, nothing is padded to a common length
     but the packed sequences, and the output head sees only the response tokens (a chunk of them at a time)."""
-    ids, position, allowed, seq, predict, tokens = (t.to(model.device) for t in pack_chunks(batch, chunks))
-    bias = torch.zeros(allowed.shape, device=model.device).masked_fill(~allowed, torch.finfo(torch.float32).min)
-    hidden = hidden_states(model, input_ids=ids, attention_mask=bias[:, None], position_ids=position)
+    *tensors, segments = pack_chunks(batch, chunks)
+    ids, position, seq, predict, tokens = (t.to(model.device) for t in tensors)
+    with attention(model, PACKED):
+        hidden = hidden_states(model, input_ids=ids, position_ids=position, packed_segments=segments)
     lengths = batch["response_len"][torch.cat(chunks)].to(model.device)
     real = torch.arange(seq.shape[1], device=model.device) < lengths[:, None]  # a response's own tokens
     logp, entropy = head_logprobs(model, hidden[seq[real], predict[real]], ids[seq[real], tokens[real]], temperature)
@@ -87,3 +95,48 @@ def micro_batches(batch: dict[str, torch.Tensor], chunks: list[torch.Tensor], ro
         else:
             out.append([chunk])
     return out
+
+
+def packed_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    packed_segments: Segments | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """Attention over packed sequences that computes only the blocks a token may see: the prompt causally over
+    itself, each response over the prompt and causally over itself (the dense mask's other blocks are never
+    computed). query [B, heads, W, D], key and value [B, kv_heads, W, D]; returns [B, W, heads, D]."""
+    rows = []
+    for b, (prompt, spans) in enumerate(packed_segments):
+        q, k, v = query[b : b + 1], key[b : b + 1], value[b : b + 1]
+        pieces = [F.scaled_dot_product_attention(q[:, :, :prompt], k[:, :, :prompt], v[:, :, :prompt],
+                                                 is_causal=True, scale=scaling, enable_gqa=True)]  # fmt: skip
+        for start, end in spans:
+            keys = torch.cat([k[:, :, :prompt], k[:, :, start:end]], 2)
+            values = torch.cat([v[:, :, :prompt], v[:, :, start:end]], 2)
+            sees = torch.ones(end - start, prompt + end - start, dtype=torch.bool, device=q.device).tril(prompt)
+            pieces.append(F.scaled_dot_product_attention(q[:, :, start:end], keys, values, attn_mask=sees,
+                                                         scale=scaling, enable_gqa=True))  # fmt: skip
+        padding = query.shape[2] - (spans[-1][1] if spans else prompt)
+        pieces.append(q.new_zeros(1, q.shape[1], padding, q.shape[3]))
+        rows.append(torch.cat(pieces, 2))
+    return torch.cat(rows).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(PACKED, packed_attention)
+
+
+@contextlib.contextmanager
+def attention(model: PreTrainedModel, implementation: str) -> Iterator[None]:
+    """The model's attention implementation switched for the duration of the block."""
+    before = model.config._attn_implementation
+    model.config._attn_implementation = implementation
+    try:
+        yield
+    finally:
+        model.config._attn_implementation = before
