@@ -112,16 +112,16 @@ def packed_attention(
     itself, each response over the prompt and causally over itself (the dense mask's other blocks are never
     computed). query [B, heads, W, D], key and value [B, kv_heads, W, D]; returns [B, W, heads, D]."""
     rows = []
+    options = {"dropout_p": dropout, "scale": scaling, "enable_gqa": True}
     for b, (prompt, spans) in enumerate(packed_segments):
         q, k, v = query[b : b + 1], key[b : b + 1], value[b : b + 1]
-        pieces = [F.scaled_dot_product_attention(q[:, :, :prompt], k[:, :, :prompt], v[:, :, :prompt],
-                                                 is_causal=True, scale=scaling, enable_gqa=True)]  # fmt: skip
+        head = (q[:, :, :prompt], k[:, :, :prompt], v[:, :, :prompt])
+        pieces = [F.scaled_dot_product_attention(*head, is_causal=True, **options)]
         for start, end in spans:
             keys = torch.cat([k[:, :, :prompt], k[:, :, start:end]], 2)
             values = torch.cat([v[:, :, :prompt], v[:, :, start:end]], 2)
             sees = torch.ones(end - start, prompt + end - start, dtype=torch.bool, device=q.device).tril(prompt)
-            pieces.append(F.scaled_dot_product_attention(q[:, :, start:end], keys, values, attn_mask=sees,
-                                                         scale=scaling, enable_gqa=True))  # fmt: skip
+            pieces.append(F.scaled_dot_product_attention(q[:, :, start:end], keys, values, attn_mask=sees, **options))
         padding = query.shape[2] - (spans[-1][1] if spans else prompt)
         pieces.append(q.new_zeros(1, q.shape[1], padding, q.shape[3]))
         rows.append(torch.cat(pieces, 2))
