@@ -115,8 +115,8 @@ def packed_attention(
     options = {"dropout_p": dropout, "scale": scaling, "enable_gqa": True}
     for b, (prompt, spans) in enumerate(packed_segments):
         q, k, v = query[b : b + 1], key[b : b + 1], value[b : b + 1]
-        head = (q[:, :, :prompt], k[:, :, :prompt], v[:, :, :prompt])
-        pieces = [F.scaled_dot_product_attention(*head, is_causal=True, **options)]
+        prompt_qkv = (q[:, :, :prompt], k[:, :, :prompt], v[:, :, :prompt])
+        pieces = [F.scaled_dot_product_attention(*prompt_qkv, is_causal=True, **options)]
         for start, end in spans:
             keys = torch.cat([k[:, :, :prompt], k[:, :, start:end]], 2)
             values = torch.cat([v[:, :, :prompt], v[:, :, start:end]], 2)
