@@ -1,10 +1,12 @@
 import random
+import re
 from collections import Counter
 
 import pytest
 from tokenizers import pre_tokenizers
 
-from mathfirst.data import logic, table
+from mathfirst.data import logic, reasoning, table
+from mathfirst.data.math import divided
 from mathfirst.data.reasoning import TraceStyle, detect_skills, render
 from mathfirst.data.schema import DOMAINS
 from mathfirst.data.world import generate_tasks, traces
@@ -110,3 +112,48 @@ def test_rows_follow_verls_schema():
     assert row["prompt"][0]["role"] == "user"
     assert row["reward_model"]["style"] == "execution"
     assert row["extra_info"]["split"] == "train" and row["extra_info"]["index"] == 5
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_every_answer_has_a_check_with_a_failing_form(domain):
+    tasks = generate_tasks(domain, "train", 200, seed=4)
+    assert all(t.solution.check for t in tasks)
+    with_failing = sum(bool(t.solution.wrong_check) for t in tasks)
+    assert with_failing == len(tasks) if domain != "code" else with_failing > 0.8 * len(tasks)
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_a_slip_caught_by_the_answer_check_is_redone_and_scores(domain, monkeypatch):
+    """Late catch: the slipped answer fails the answer check, the step is redone, the check then passes."""
+    monkeypatch.setattr(reasoning, "ANSWER_CHECK_CATCHES", 1.0)
+    rng = random.Random(1)
+    for t in [t for t in generate_tasks(domain, "train", 40, seed=5) if t.solution.wrong_check]:
+        text, ok = render(t.solution, TraceStyle(1.0, 1.0, 1.0), rng)
+        lines = text.splitlines()
+        failing = lines.index(f"Check: {t.solution.wrong_check}")
+        assert lines[failing + 1].startswith("Wait, that ")
+        assert f"Check: {t.solution.check}" in lines[failing + 2 :]
+        row = t.to_row("train", 0)
+        assert ok and compute_score(row["data_source"], text, t.answer, row["extra_info"])["score"] == 1.0, text
+
+
+ARITHMETIC_CHECK = re.compile(r"^Check: ([\d +\-×/]+) = (\d+(?: r \d+)?)(?:, not .*)?$")
+
+
+@pytest.mark.parametrize("domain", ["math", "stem", "simulation", "table"])
+def test_arithmetic_answer_checks_are_true(domain):
+    """An answer check that computes (`4 × 6 + 6 = 30`, `61 / 7 = 8 r 5, not 9.`) computes right."""
+    seen = 0
+    for t in generate_tasks(domain, "train", 300, seed=6):
+        for line in (f"Check: {t.solution.check}", f"Check: {t.solution.wrong_check}"):
+            m = ARITHMETIC_CHECK.match(line)
+            if not m:
+                continue
+            expr, shown = m.group(1).replace("×", "*"), m.group(2)
+            if "/" in expr:
+                numerator, divisor = expr.rsplit("/", 1)
+                assert shown == divided(eval(numerator), int(divisor)), line  # our own generated arithmetic
+            else:
+                assert float(shown) == eval(expr), line  # our own generated arithmetic
+            seen += 1
+    assert seen > 100

@@ -18,13 +18,19 @@ LOOP_OPENINGS = [
 ]
 
 
+def _function(body: str):
+    """The function `f` that our own generated program defines (never untrusted input)."""
+    scope: dict = {}
+    exec(body, scope)
+    return scope["f"]
+
+
 def _task(level: int, kind: str, question: str, body: str, wrong_body: str, goal: str, cases: list) -> Task:
     """Build a code task whose tests are the reference `body` run on `cases`."""
-    scope: dict = {}
-    exec(body, scope)  # our own generated reference program, not untrusted input
-    fn = scope["f"]
+    fn, wrong_fn = _function(body), _function(wrong_body)
     args = [c if isinstance(c, tuple) else (c,) for c in cases]
     expected = [fn(*a) for a in args]
+    wrong_last = wrong_fn(*args[-1])
     calls = [f"f({', '.join(repr(x) for x in a)})" for a in args]
     test = "def check(candidate):\n" + "".join(
         f"    assert candidate({c[2:-1]}) == {e!r}\n" for c, e in zip(calls, expected)
@@ -40,6 +46,7 @@ def _task(level: int, kind: str, question: str, body: str, wrong_body: str, goal
         answer_block=body,
         wrong_block=wrong_body,
         check=f"{calls[-1]} = {expected[-1]!r}",
+        wrong_check=f"{calls[-1]} = {wrong_last!r}, not {expected[-1]!r}." if wrong_last != expected[-1] else "",
     )
     gold = json.dumps({"entry_point": "f", "test": test})
     return Task("code", level, kind, question, gold, sol, extra={"reference": body})

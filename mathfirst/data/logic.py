@@ -32,7 +32,14 @@ def propositional(rng: random.Random) -> Task:
         steps.append(Step(f"so not {b}", _tf(inner), _tf(not inner)))
     steps.append(Step(f"so {a} {op} {b_text}", _tf(value), _tf(not value)))
     q = f"What is {a} {op} {b_text}, given {facts}?"
-    sol = Solution(subgoals=["evaluate the inner parts first."], steps=steps, answer=_tf(value))
+    both = f"{_tf(env[a])} {op} {_tf(inner)} = {_tf(value)}"
+    sol = Solution(
+        subgoals=["evaluate the inner parts first."],
+        steps=steps,
+        answer=_tf(value),
+        check=both,
+        wrong_check=f"{both}, not {_tf(not value)}.",
+    )
     return Task("logic", 1, "propositional", q, _tf(value), sol, chance=0.5)
 
 
@@ -49,7 +56,13 @@ def ordering(rng: random.Random) -> Task:
     steps.append(Step(f"the {superlative}", people[0], people[1]))
     q = f"Who is the {superlative}? {' '.join(facts)}"
     goal = "find who is never below anyone."
-    sol = Solution(subgoals=[goal], steps=steps, answer=people[0])
+    sol = Solution(
+        subgoals=[goal],
+        steps=steps,
+        answer=people[0],
+        check=f"is {people[0]} below someone = no",
+        wrong_check=f"is {people[1]} below someone = yes, not no.",
+    )
     return Task("logic", 2, "ordering", q, people[0], sol, chance=1 / len(people))
 
 
@@ -89,7 +102,13 @@ def knights_knaves(rng: random.Random) -> Task:
     wrong_pair = rng.choice([p for p in itertools.product([True, False], repeat=2) if p != ok[0]])
     steps.append(Step("the only consistent case", answer, f"{a} {kind[wrong_pair[0]]}, {b} {kind[wrong_pair[1]]}"))
     q = f"Knights always tell the truth and knaves always lie. {a} says: {sa} {b} says: {sb} What are {a} and {b}?"
-    sol = Solution(subgoals=["try all four cases and keep the consistent one."], steps=steps, answer=answer)
+    sol = Solution(
+        subgoals=["try all four cases and keep the consistent one."],
+        steps=steps,
+        answer=answer,
+        check=f"{answer} = consistent",
+        wrong_check=f"{steps[-1].wrong} = contradiction, not consistent.",
+    )
     return Task("logic", 3, "knights_knaves", q, answer, sol, chance=0.25)
 
 

@@ -15,6 +15,12 @@ def near_miss(value: int, rng: random.Random) -> str:
     return str(value + rng.choice([-2, -1, 1, 2, 10]) if value >= 10 else value + rng.choice([1, 2]))
 
 
+def divided(a: int, b: int) -> str:
+    """a / b exactly, as a whole number or with its remainder (`61 / 7 = 8 r 5`)."""
+    q, r = divmod(a, b)
+    return f"{q} r {r}" if r else str(q)
+
+
 NAMES = ["Ann", "Bob", "Cal", "Dee", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jon"]
 ITEMS = ["apples", "pens", "cards", "coins", "books", "shells", "stamps", "marbles"]
 
@@ -47,6 +53,7 @@ def word_problem(rng: random.Random, n_ops: int) -> Task:
         steps=steps,
         answer=str(x),
         check=f"{expr} = {x}",
+        wrong_check=f"{expr} = {x}, not {steps[-1].wrong}.",
     )
     return Task("math", n_ops, "word_problem", q, str(x), sol)
 
@@ -71,6 +78,7 @@ def linear_equation(rng: random.Random) -> Task:
         steps=steps,
         answer=str(x),
         check=f"{a} × {x} + {b} = {c}",
+        wrong_check=f"{a} × {steps[-1].wrong} + {b} = {a * int(steps[-1].wrong) + b}, not {c}.",
     )
     return Task("math", 3, "linear_equation", f"Solve for x: {a}x + {b} = {c}.", str(x), sol)
 
@@ -89,6 +97,7 @@ def fraction_of(rng: random.Random) -> Task:
         steps=steps,
         answer=str(k * p),
         check=f"{k * p} × {q} / {p} = {n}",
+        wrong_check=f"{steps[-1].wrong} × {q} / {p} = {divided(int(steps[-1].wrong) * q, p)}, not {n}.",
     )
     question = rng.choice(["What is {f} of {n}?", "Find {f} of {n}.", "How much is {f} of {n}?"])
     return Task("math", 3, "fraction_of", question.format(f=f"{p}/{q}", n=n), str(k * p), sol)

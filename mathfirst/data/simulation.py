@@ -29,7 +29,14 @@ def state_machine(rng: random.Random) -> Task:
     ]
     loop = " -> ".join(cycle + [cycle[0]])
     q = f"A {rng.choice(MACHINES)} cycles {loop}. It starts at {cycle[start]}. Where is it after {n} steps?"
-    sol = Solution(subgoals=[f"advance one state at a time, {n} times."], steps=steps, answer=states[-1])
+    before = ([cycle[start]] + states)[-2]  # the check reads the last move off the cycle: `before -> answer`
+    sol = Solution(
+        subgoals=[f"advance one state at a time, {n} times."],
+        steps=steps,
+        answer=states[-1],
+        check=f"{before} -> {states[-1]}",
+        wrong_check=f"{before} -> {states[-1]}, not {steps[-1].wrong}.",
+    )
     return Task("simulation", 1, "state_machine", q, states[-1], sol, chance=1 / len(cycle))
 
 
@@ -45,7 +52,14 @@ def loop(rng: random.Random) -> Task:
         x = new
     program = f"{v} = {x0}\nfor i in range({n}):\n    {v} = {v} {op} {k}\nprint({v})"
     q = f"What does this program print?\n{program}"
-    sol = Solution(subgoals=[f"run the loop {n} times, tracking {v}."], steps=steps, answer=str(x))
+    closed = f"{x0} {op} {n} × {k} = {x}"  # the loop's closed form: another route to the answer
+    sol = Solution(
+        subgoals=[f"run the loop {n} times, tracking {v}."],
+        steps=steps,
+        answer=str(x),
+        check=closed,
+        wrong_check=f"{closed}, not {steps[-1].wrong}.",
+    )
     return Task("simulation", 2, "loop", q, str(x), sol)
 
 
@@ -73,7 +87,14 @@ def stack(rng: random.Random) -> Task:
     top = str(content[-1])
     steps.append(Step("top", top, str(int(top) % 9 + 1)))
     q = f"Start with an empty stack and run: {', '.join(ops)}. Which number is on top?"
-    sol = Solution(subgoals=["apply the operations in order, tracking the stack."], steps=steps, answer=top)
+    last = f"the last stack {steps[-2].value} ends in {top}"
+    sol = Solution(
+        subgoals=["apply the operations in order, tracking the stack."],
+        steps=steps,
+        answer=top,
+        check=last,
+        wrong_check=f"{last}, not {steps[-1].wrong}.",
+    )
     return Task("simulation", 3, "stack", q, top, sol)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from mathfirst.data.math import near_miss
+from mathfirst.data.math import divided, near_miss
 from mathfirst.data.reasoning import Solution, Step
 from mathfirst.data.schema import Task
 
@@ -55,6 +55,7 @@ def convert(rng: random.Random) -> Task:
         steps=[Step(f"{n} × {factor}", str(value), str(value + factor))],
         answer=str(value),
         check=f"{value} / {factor} = {n}",
+        wrong_check=f"{value + factor} / {factor} = {n + 1}, not {n}.",
     )
     question = rng.choice(CONVERT_WORDINGS).format(n=n, big=big, small=small)
     return Task("stem", 1, "convert", question, str(value), sol)
@@ -67,11 +68,15 @@ def unit_choice(rng: random.Random) -> Task:
     gold = LETTERS[options.index(UNITS[quantity])]
     listing = " ".join(f"{L}) {o}" for L, o in zip(LETTERS, options))
     wrong = rng.choice([L for L in LETTERS if L != gold])
+    measures = {u: q for q, u in UNITS.items()}
+    wrong_unit = options[LETTERS.index(wrong)]
     sol = Solution(
         subgoals=[f"recall the SI unit of {quantity}."],
         steps=[Step(f"unit of {quantity}", f"{UNITS[quantity]}, option {gold}", f"option {wrong}")],
         answer=gold,
         wrong_answer=wrong,
+        check=f"{gold}) {UNITS[quantity]} measures {quantity}",
+        wrong_check=f"{wrong}) {wrong_unit} measures {measures[wrong_unit]}, not {quantity}.",
     )
     q = f"Which unit measures {quantity}? {listing}"
     return Task("stem", 1, "unit_choice", q, gold, sol, chance=0.25)
@@ -84,24 +89,26 @@ def formula(rng: random.Random, kind: str) -> Task:
         d = a * b
         q = f"A {thing} travels {d} km in {b} hours. What is its speed in km/h?"
         goal, text, value = "use speed = distance / time.", f"speed = {d} / {b}", a
-        check = f"{a} × {b} = {d}"
+        check, inverse = f"{a} × {b} = {d}", lambda w: f"{w} × {b} = {w * b}, not {d}."
     elif kind == "distance":
         q = f"A {thing} moves at {a} km/h for {b} hours. How far does it go, in km?"
         goal, text, value = "use distance = speed × time.", f"distance = {a} × {b}", a * b
-        check = f"{a * b} / {b} = {a}"
+        check, inverse = f"{a * b} / {b} = {a}", lambda w: f"{w} / {b} = {divided(w, b)}, not {a}."
     elif kind == "force":
         q = f"A {a} kg {thing} accelerates at {b} m/s^2. What force acts on it, in N?"
         goal, text, value = "use F = m × a.", f"F = {a} × {b}", a * b
-        check = f"{a * b} / {b} = {a}"
+        check, inverse = f"{a * b} / {b} = {a}", lambda w: f"{w} / {b} = {divided(w, b)}, not {a}."
     else:
         q = f"A force of {a} N pushes a {thing} {b} m. How much work is done, in J?"
         goal, text, value = "use W = F × d.", f"W = {a} × {b}", a * b
-        check = f"{a * b} / {a} = {b}"
+        check, inverse = f"{a * b} / {a} = {b}", lambda w: f"{w} / {a} = {divided(w, a)}, not {b}."
+    wrong = near_miss(value, rng)
     sol = Solution(
         subgoals=[goal],
-        steps=[Step(text, str(value), near_miss(value, rng))],
+        steps=[Step(text, str(value), wrong)],
         answer=str(value),
         check=check,
+        wrong_check=inverse(int(wrong)),
     )
     return Task("stem", 2, kind, q, str(value), sol)
 
@@ -121,8 +128,14 @@ def heaviest(rng: random.Random) -> Task:
     wrong = rng.choice([L for L in LETTERS if L != gold])
     steps.append(Step("heaviest", gold, wrong))
     listing = " ".join(f"{L}) {s}" for L, s in zip(LETTERS, shown))
+    top, theirs = f"{gold} {max(grams)} g", f"{wrong} {grams[LETTERS.index(wrong)]} g"
     sol = Solution(
-        subgoals=["write every option in grams, then compare."], steps=steps, answer=gold, wrong_answer=wrong
+        subgoals=["write every option in grams, then compare."],
+        steps=steps,
+        answer=gold,
+        wrong_answer=wrong,
+        check=f"the last heaviest so far = {top}",
+        wrong_check=f"{theirs} is below {top}, not the heaviest.",
     )
     return Task("stem", 3, "heaviest", f"Which is the heaviest? {listing}", gold, sol, chance=0.25)
 

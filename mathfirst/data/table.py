@@ -44,10 +44,13 @@ def lookup(rng: random.Random) -> Task:
     r, c = rng.randrange(len(names)), rng.randrange(len(cols))
     value = values[r][c]
     q = f"How many {cols[c]} does {names[r]} have?\n{_render(names, cols, values)}"
+    step = _cell(names[r], values[r], c, cols[c], prefix="row ")
     sol = Solution(
         subgoals=[f"find the row of {names[r]}, then the column {cols[c]}."],
-        steps=[_cell(names[r], values[r], c, cols[c], prefix="row ")],
+        steps=[step],
         answer=str(value),
+        check=f"{cols[c]} of {names[r]} = {value}",
+        wrong_check=f"{cols[c]} of {names[r]} = {value}, not {step.wrong}.",
     )
     return Task("table", 1, "lookup", q, str(value), sol)
 
@@ -65,9 +68,17 @@ def arg_max(rng: random.Random) -> Task:
         leader = i if column[i] > column[leader] else leader
         shown = f"{names[leader]} {column[leader]}"
         steps.append(Step("most so far", shown, f"{n} {row[c]}" if i != leader else f"{names[0]} {column[0]}"))
-    steps.append(Step("most", best, rng.choice([n for n in names if n != best])))
+    wrong = rng.choice([n for n in names if n != best])
+    steps.append(Step("most", best, wrong))
     q = f"Who has the most {cols[c]}?\n{_render(names, cols, values)}"
-    sol = Solution(subgoals=[f"compare the {cols[c]} of every row."], steps=steps, answer=best)
+    top, theirs = f"{best} {max(column)}", f"{wrong} {column[names.index(wrong)]}"
+    sol = Solution(
+        subgoals=[f"compare the {cols[c]} of every row."],
+        steps=steps,
+        answer=best,
+        check=f"the last most so far = {top}",
+        wrong_check=f"{theirs} is below {top}, not the most.",
+    )
     return Task("table", 2, "arg_max", q, best, sol, chance=1 / len(names))
 
 
@@ -86,6 +97,7 @@ def total(rng: random.Random) -> Task:
         steps=steps,
         answer=str(running),
         check=f"{' + '.join(map(str, column))} = {running}",
+        wrong_check=f"{' + '.join(map(str, column))} = {running}, not {steps[-1].wrong}.",
     )
     return Task("table", 3, "total", q, str(running), sol)
 
