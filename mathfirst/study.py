@@ -10,9 +10,10 @@ from pathlib import Path
 
 from rich.console import Console
 
+from mathfirst.analysis import read_samples
 from mathfirst.config import RL_STAGES, ConfigError, RunConfig, load_config
 from mathfirst.eval.paired import NON_MATH, evaluated_stages, paired, task_scores
-from mathfirst.eval.stats import paired_difference_over_seeds
+from mathfirst.eval.stats import paired_difference_over_seeds, unpaired_difference
 
 MIN_EFFECT = 0.02  # an interval wholly below +2 points rules the claimed effect out ("not supported")
 SKILLS = ("verification", "backtracking")
@@ -160,6 +161,7 @@ def write_study(out: Path, seeds: int, losses: list[str | None]) -> dict:
             "curriculum_minus_ablation": by_domain(group, seeds, ("ablation", "final"), ("curriculum", "final")),
             "accuracy": accuracy_by_stage(group, seeds),
             "skills": skills_by_stage(group, seeds),
+            "payoff": payoff_by_stage(group, seeds),
         }
     (out / "study.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
     write_study_report(out, result)
@@ -176,6 +178,26 @@ def skills_by_stage(group: Path, seeds: int) -> dict:
     return {
         skill: level_by_stage(group, seeds, lambda d, s=skill: d.get(s), others_only=True)["others"] for skill in SKILLS
     }
+
+
+def payoff_by_stage(group: Path, seeds: int) -> dict:
+    """Per skill, in math and outside it, per stage: the accuracy of sampled responses (greedy ones where the
+    eval samples none) showing the move minus that of responses without it, pooled over seeds. A move can only
+    be reinforced by RL where it pays off. Observational: a task that draws a move may be harder."""
+    out: dict = {skill: {"math": {}, "others": {}} for skill in SKILLS}
+    for stage in evaluated_stages(group / "seed0" / "curriculum"):
+        rows = [
+            r for s in range(seeds) for r in read_samples(group / f"seed{s}" / "curriculum" / stage / "samples.jsonl")
+        ]
+        kind = "sample" if any(r["kind"] == "sample" for r in rows) else "greedy"
+        rows = [r for r in rows if r["kind"] == kind and r.get("skills")]
+        for skill in SKILLS:
+            for scope in ("math", "others"):
+                chosen = [r for r in rows if (r["domain"] == "math") == (scope == "math")]
+                shown = [r["score"] for r in chosen if r["skills"][skill]]
+                hidden = [r["score"] for r in chosen if not r["skills"][skill]]
+                out[skill][scope][stage] = unpaired_difference(shown, hidden)
+    return out
 
 
 def level_by_stage(group: Path, seeds: int, values, others_only: bool = False) -> dict:

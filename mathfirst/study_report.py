@@ -24,6 +24,23 @@ def claims_table(claims: dict) -> Table:
     return Table(["claim", "effect (points, 95% interval)", "per seed", "verdict"], rows)
 
 
+PAYOFF_CAPTION = (
+    "Payoff of each move: the accuracy of sampled responses showing it minus that of those without it, in "
+    "points, pooled over seeds (responses with / without it). Observational: a task that draws a move may be harder."
+)
+
+
+def payoff_table(payoff: dict) -> Table:
+    stages = list(next(iter(next(iter(payoff.values())).values())))
+    rows = [[f"{skill}, {scope}"] + [with_counts(per_stage[s]) for s in stages]
+            for skill, scopes in payoff.items() for scope, per_stage in scopes.items()]  # fmt: skip
+    return Table(["move, domains", *stages], rows)
+
+
+def with_counts(d: dict | None) -> str:
+    return f"{signed(d)} ({d['n'][0]} / {d['n'][1]})" if d else "–"
+
+
 def errorbars(ax, labels: list[str], series: dict[str, list[dict]], ylabel: str, percent_of_zero: bool) -> None:
     width = 0.8 / max(1, len(series))
     for i, (name, values) in enumerate(series.items()):
@@ -89,6 +106,7 @@ def write_study_report(out: Path, result: dict) -> Path:
         stages = list(next(iter(acc.values())))
         rows = [[d] + [level(acc[d][s]) for s in stages] for d in acc]
         md += ["Greedy accuracy by stage:", "", md_table(Table(["domain"] + stages, rows)), ""]
+        md += [PAYOFF_CAPTION, "", md_table(payoff_table(group["payoff"])), ""]
         for file, caption in figures(out, name, group):
             md += [f"![{caption}]({file})", ""]
     path = out / "study.md"

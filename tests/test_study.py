@@ -83,3 +83,21 @@ def test_a_smoke_study_under_two_losses_runs_and_resumes(tmp_path):
     assert (gspo / "ablation" / "sft" / "model.safetensors").read_bytes() == sft
     again = subprocess.run(cli, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert again.returncode == 0 and "gspo: math RL raises math" in again.stdout
+
+
+def test_the_payoff_of_a_move_is_the_accuracy_with_it_minus_without(tmp_path):
+    """Sampled responses that backtrack are the solved ones: the move pays off by all 100 points."""
+    plan = {"config": "c.yaml", "ablation": "a.yaml", "seeds": 2, "losses": [None]}
+    make_study(tmp_path, 2, lift=0.2)
+    for s in range(2):
+        path = tmp_path / f"seed{s}" / "curriculum" / "rl_joint" / "samples.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        for r in rows:
+            r["skills"] = {**r["skills"], "backtracking": r["score"] == 1.0}
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "study.json").write_text(json.dumps({"plan": plan}))
+    payoff = write_study(tmp_path, 2, [None])["groups"]["configured"]["payoff"]
+    paid = payoff["backtracking"]["others"]["rl_joint"]
+    assert paid["diff"] == 1.0 and paid["distinct"] and sum(paid["n"]) == 2 * 2 * 2 * 100  # seeds x domains x samples
+    assert payoff["backtracking"]["others"]["sft"] is None  # every response shows it: nothing to compare with
+    assert "| backtracking, others | – | – | +100.0 [+100.0, +100.0] * (" in (tmp_path / "study.md").read_text()

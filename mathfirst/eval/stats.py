@@ -72,3 +72,17 @@ def paired_difference_over_seeds(
     if len(seeds) > 1:
         out["per_seed"] = [round(float(x), 4) for x in per_seed_point]
     return out
+
+
+def unpaired_difference(a: list[float], b: list[float], reps: int = BOOTSTRAP_REPS, seed: int = 0) -> dict | None:
+    """mean(a) - mean(b) of two independent groups (e.g. responses with and without a move), its 95% interval by
+    resampling each group; None when a group is empty. Treats the items as independent."""
+    if not a or not b:
+        return None
+    rng = np.random.default_rng(seed)
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    boot = x[rng.integers(0, len(x), (reps, len(x)))].mean(1) - y[rng.integers(0, len(y), (reps, len(y)))].mean(1)
+    lo, hi = float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))
+    diff = float(x.mean() - y.mean())
+    return {"diff": round(diff, 4), "ci95": [round(lo, 4), round(hi, 4)], "distinct": bool(lo > 0 or hi < 0),
+            "n": [len(x), len(y)]}  # fmt: skip
