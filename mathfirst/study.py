@@ -54,6 +54,17 @@ CLAIMS = (
     ]
     + [
         Claim(
+            f"{skill}_transfers",
+            f"math RL raises {skill} outside math (SFT to math RL)",
+            ("curriculum", "sft"),
+            ("curriculum", "rl_math"),
+            "others",
+            skill,
+        )  # fmt: skip
+        for skill in SKILLS
+    ]
+    + [
+        Claim(
             f"{skill}_grows",
             f"{skill} grows outside math (SFT to joint RL)",
             ("curriculum", "sft"),

@@ -44,6 +44,11 @@ def test_claims_verdicts_and_figures(tmp_path):
     assert claims["math_rl_raises_math_mean_at_k"]["diff"] == 0.1  # one sample of two follows greedy, one fails
     assert claims["math_rl_raises_math_mean_at_k"]["claim"] == "math RL raises math, mean@k"
     assert claims["verification_grows"]["diff"] == 0.0 and claims["verification_grows"]["verdict"] == "not supported"
+    assert claims["backtracking_transfers"] == {
+        **claims["backtracking_transfers"],
+        "diff": 0.0,
+        "verdict": "not supported",
+    }
     diff = result["groups"]["configured"]["curriculum_minus_ablation"]
     assert diff["math"]["diff"] == 0.2 and diff["stem"] == {**diff["stem"], "diff": 0.0, "distinct": False}
     text = (tmp_path / "study.md").read_text()
