@@ -12,11 +12,13 @@ from rich.console import Console
 
 from mathfirst.analysis import read_samples
 from mathfirst.config import RL_STAGES, ConfigError, RunConfig, load_config
+from mathfirst.data.reasoning import check_outcome
 from mathfirst.eval.paired import NON_MATH, evaluated_stages, paired, task_scores
-from mathfirst.eval.stats import paired_difference_over_seeds, unpaired_difference
+from mathfirst.eval.stats import paired_difference_over_seeds, unpaired_difference, wilson
 
 MIN_EFFECT = 0.02  # an interval wholly below +2 points rules the claimed effect out ("not supported")
 SKILLS = ("verification", "backtracking")
+CHECK_OUTCOMES = ("checks pass", "a check fails", "no check")
 console = Console()
 
 
@@ -173,6 +175,7 @@ def write_study(out: Path, seeds: int, losses: list[str | None]) -> dict:
             "accuracy": accuracy_by_stage(group, seeds),
             "skills": skills_by_stage(group, seeds),
             "payoff": payoff_by_stage(group, seeds),
+            "checks": check_outcomes_by_stage(group, seeds),
         }
     (out / "study.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
     write_study_report(out, result)
@@ -191,24 +194,50 @@ def skills_by_stage(group: Path, seeds: int) -> dict:
     }
 
 
+def evaluated_responses(group: Path, seeds: int, stage: str) -> list[dict]:
+    """A stage's sampled responses over seeds (its greedy ones where the eval samples none)."""
+    rows = [r for s in range(seeds) for r in read_samples(group / f"seed{s}" / "curriculum" / stage / "samples.jsonl")]
+    kind = "sample" if any(r["kind"] == "sample" for r in rows) else "greedy"
+    return [r for r in rows if r["kind"] == kind and r.get("skills")]
+
+
+def in_scope(rows: list[dict], scope: str) -> list[dict]:
+    return [r for r in rows if (r["domain"] == "math") == (scope == "math")]
+
+
 def payoff_by_stage(group: Path, seeds: int) -> dict:
-    """Per skill, in math and outside it, per stage: the accuracy of sampled responses (greedy ones where the
-    eval samples none) showing the move minus that of responses without it, pooled over seeds. A move can only
-    be reinforced by RL where it pays off. Observational: a task that draws a move may be harder."""
+    """Per skill, in math and outside it, per stage: the accuracy of the responses showing the move minus that
+    of those without it, pooled over seeds. A move can only be reinforced by RL where it pays off.
+    Observational: a task that draws a move may be harder."""
     out: dict = {skill: {"math": {}, "others": {}} for skill in SKILLS}
     for stage in evaluated_stages(group / "seed0" / "curriculum"):
-        rows = [
-            r for s in range(seeds) for r in read_samples(group / f"seed{s}" / "curriculum" / stage / "samples.jsonl")
-        ]
-        kind = "sample" if any(r["kind"] == "sample" for r in rows) else "greedy"
-        rows = [r for r in rows if r["kind"] == kind and r.get("skills")]
-        for skill in SKILLS:
-            for scope in ("math", "others"):
-                chosen = [r for r in rows if (r["domain"] == "math") == (scope == "math")]
-                shown = [r["score"] for r in chosen if r["skills"][skill]]
-                hidden = [r["score"] for r in chosen if not r["skills"][skill]]
-                out[skill][scope][stage] = unpaired_difference(shown, hidden)
+        rows = evaluated_responses(group, seeds, stage)
+        for skill, scope in ((k, s) for k in SKILLS for s in ("math", "others")):
+            chosen = in_scope(rows, scope)
+            shown = [r["score"] for r in chosen if r["skills"][skill]]
+            hidden = [r["score"] for r in chosen if not r["skills"][skill]]
+            out[skill][scope][stage] = unpaired_difference(shown, hidden)
     return out
+
+
+def check_outcomes_by_stage(group: Path, seeds: int) -> dict:
+    """Per stage, in math and outside it: the accuracy (Wilson interval, count) of the responses whose checks
+    all pass, of those in which a check fails (then a redo can repair the answer), and of those without one."""
+    out: dict = {"math": {}, "others": {}}
+    for stage in evaluated_stages(group / "seed0" / "curriculum"):
+        rows = evaluated_responses(group, seeds, stage)
+        for scope in out:
+            by_outcome: dict[str, list[float]] = {o: [] for o in CHECK_OUTCOMES}
+            for r in in_scope(rows, scope):
+                by_outcome[check_outcome(r["response"])].append(r["score"])
+            out[scope][stage] = {o: share(v) for o, v in by_outcome.items()}
+    return out
+
+
+def share(scores: list[float]) -> dict:
+    solved = round(sum(scores))
+    return {"acc": round(solved / len(scores), 4) if scores else None, "ci95": list(wilson(solved, len(scores))),
+            "n": len(scores)}  # fmt: skip
 
 
 def level_by_stage(group: Path, seeds: int, values, others_only: bool = False) -> dict:

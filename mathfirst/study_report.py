@@ -30,6 +30,25 @@ PAYOFF_CAPTION = (
 )
 
 
+CHECKS_CAPTION = (
+    "The model's own checks: the accuracy of sampled responses whose checks all pass, in which a check fails "
+    "(`, not ...`: a redo may repair the answer), and without a check, in %, with 95% Wilson intervals that treat "
+    "the responses as independent (responses)."
+)
+
+
+def checks_table(checks: dict) -> Table:
+    stages = list(next(iter(checks.values())))
+    rows = [[f"{scope}: {outcome}"] + [accuracy(checks[scope][s][outcome]) for s in stages]
+            for scope in checks for outcome in next(iter(checks[scope].values()))]  # fmt: skip
+    return Table(["domains: checks", *stages], rows)
+
+
+def accuracy(d: dict) -> str:
+    lo, hi = d["ci95"]
+    return f"{100 * d['acc']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] ({d['n']})" if d["n"] else "– (0)"
+
+
 def payoff_table(payoff: dict) -> Table:
     stages = list(next(iter(next(iter(payoff.values())).values())))
     rows = [[f"{skill}, {scope}"] + [with_counts(per_stage[s]) for s in stages]
@@ -107,6 +126,7 @@ def write_study_report(out: Path, result: dict) -> Path:
         rows = [[d] + [level(acc[d][s]) for s in stages] for d in acc]
         md += ["Greedy accuracy by stage:", "", md_table(Table(["domain"] + stages, rows)), ""]
         md += [PAYOFF_CAPTION, "", md_table(payoff_table(group["payoff"])), ""]
+        md += [CHECKS_CAPTION, "", md_table(checks_table(group["checks"])), ""]
         for file, caption in figures(out, name, group):
             md += [f"![{caption}]({file})", ""]
     path = out / "study.md"

@@ -106,3 +106,15 @@ def test_the_payoff_of_a_move_is_the_accuracy_with_it_minus_without(tmp_path):
     assert paid["diff"] == 1.0 and paid["distinct"] and sum(paid["n"]) == 2 * 2 * 2 * 100  # seeds x domains x samples
     assert payoff["backtracking"]["others"]["sft"] is None  # every response shows it: nothing to compare with
     assert "| backtracking, others | – | – | +100.0 [+100.0, +100.0] * (" in (tmp_path / "study.md").read_text()
+
+
+def test_the_models_checks_are_split_by_outcome(tmp_path):
+    """Every response of the fixture has one passing check: its accuracy is the stage's sampled accuracy."""
+    plan = {"config": "c.yaml", "ablation": "a.yaml", "seeds": 2, "losses": [None]}
+    make_study(tmp_path, 2, lift=0.2)
+    (tmp_path / "study.json").write_text(json.dumps({"plan": plan}))
+    checks = write_study(tmp_path, 2, [None])["groups"]["configured"]["checks"]
+    passed = checks["math"]["rl_math"]["checks pass"]
+    assert passed["acc"] == 0.35 and passed["n"] == 2 * 2 * 100  # (0.7 + 0) / 2 over seeds x samples x tasks
+    assert checks["others"]["sft"]["a check fails"] == {"acc": None, "ci95": [0.0, 1.0], "n": 0}
+    assert "| math: checks pass | 25.0% [" in (tmp_path / "study.md").read_text()

@@ -7,7 +7,7 @@ from tokenizers import pre_tokenizers
 
 from mathfirst.data import logic, reasoning, table
 from mathfirst.data.math import divided
-from mathfirst.data.reasoning import TraceStyle, detect_skills, render
+from mathfirst.data.reasoning import TraceStyle, check_outcome, detect_skills, render
 from mathfirst.data.schema import DOMAINS
 from mathfirst.data.world import generate_tasks, traces
 from mathfirst.rewards import compute_score
@@ -157,3 +157,9 @@ def test_arithmetic_answer_checks_are_true(domain):
                 assert float(shown) == eval(expr), line  # our own generated arithmetic
             seen += 1
     assert seen > 100
+
+
+def test_a_check_that_fails_says_so():
+    assert check_outcome("4 × 8 + 6 = 38\nCheck: 4 × 8 + 6 = 38, not 30.\nWait, ...") == "a check fails"
+    assert check_outcome("Check: 4 × 6 + 6 = 30\nAnswer: \\boxed{6}") == "checks pass"
+    assert check_outcome("x = 6\nAnswer: \\boxed{6}") == "no check"

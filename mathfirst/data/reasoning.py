@@ -21,6 +21,7 @@ SKILL_PREFIXES = {
     "verification": "Check:",
     "backtracking": "Wait,",
 }
+FAILED_CHECK = ", not "  # a check that fails says what it found and what it did not: `Check: 61 / 7 = 8 r 5, not 9.`
 ANSWER_CHECK_CATCHES = 0.5  # of the corrected slips, the share caught by the failing answer check at the end
 
 
@@ -81,7 +82,7 @@ def render(sol: Solution, style: TraceStyle, rng: random.Random) -> tuple[str, b
                 continue
             if not corrected:
                 return _finish(lines, sol, style, rng, wrong=True), False
-            lines.append(f"Check: {step.text} = {step.value}, not {step.wrong}.")
+            lines.append(f"Check: {step.text} = {step.value}{FAILED_CHECK}{step.wrong}.")
             lines.append(f"Wait, that step was wrong. Redo: {step.text} = {step.value}")
         else:
             lines.append(f"{prefix}{step.text} = {step.value}")
@@ -131,3 +132,13 @@ def detect_skills(text: str) -> dict[str, bool]:
     """Which of the four explicit skill moves a response shows."""
     starts = [line.strip() for line in text.splitlines()]
     return {skill: any(line.startswith(prefix) for line in starts) for skill, prefix in SKILL_PREFIXES.items()}
+
+
+def check_outcome(text: str) -> str:
+    """How a response's checks went: "a check fails", "checks pass" or "no check"."""
+    checks = [
+        line for line in (x.strip() for x in text.splitlines()) if line.startswith(SKILL_PREFIXES["verification"])
+    ]
+    if not checks:
+        return "no check"
+    return "a check fails" if any(FAILED_CHECK in line for line in checks) else "checks pass"
