@@ -56,13 +56,14 @@ CLAIMS = (
     ]
     + [
         Claim(
-            f"{skill}_transfers",
-            f"math RL raises {skill} outside math (SFT to math RL)",
+            f"{skill}_transfers{suffix}",
+            f"math RL raises {skill} outside math (SFT to math RL){text}",
             ("curriculum", "sft"),
             ("curriculum", "rl_math"),
             "others",
-            skill,
+            skill + suffix,
         )  # fmt: skip
+        for suffix, text in (("", ""), ("_sampled", ", share of samples"))
         for skill in SKILLS
     ]
     + [

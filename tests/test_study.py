@@ -11,6 +11,7 @@ import yaml
 from test_report import make_run
 
 from mathfirst.config import ConfigError
+from mathfirst.eval.paired import task_scores
 from mathfirst.study import run_study, verdict, write_study
 
 ROOT = Path(__file__).parent.parent
@@ -105,6 +106,8 @@ def test_the_payoff_of_a_move_is_the_accuracy_with_it_minus_without(tmp_path):
     paid = payoff["backtracking"]["others"]["rl_joint"]
     assert paid["diff"] == 1.0 and paid["distinct"] and sum(paid["n"]) == 2 * 2 * 2 * 100  # seeds x domains x samples
     assert payoff["backtracking"]["others"]["sft"] is None  # every response shows it: nothing to compare with
+    logic = task_scores(tmp_path / "seed0" / "curriculum" / "rl_joint")["logic"]  # solved: 2 samples, 1 solved
+    assert logic["backtracking_sampled"] == [0.5] * 50 + [0.0] * 50 and logic["verification_sampled"] == [1.0] * 100
     assert "| backtracking, others | – | – | +100.0 [+100.0, +100.0] * (" in (tmp_path / "study.md").read_text()
 
 

@@ -19,22 +19,27 @@ def evaluated_stages(run: Path) -> list[str]:
 
 
 def task_scores(stage_dir: Path) -> dict[str, dict[str, list]]:
-    """Per domain, in task order: each task's question, greedy score, mean score over its samples, and
-    whether its greedy response shows each skill (key: the skill's name). samples.jsonl holds each task's
-    greedy row followed by its sampled rows."""
+    """Per domain, in task order: each task's question, greedy score, mean score over its samples, whether its
+    greedy response shows each skill (key: the skill's name) and the share of its samples that do (key:
+    `SKILL_sampled`). samples.jsonl holds each task's greedy row followed by its sampled rows."""
     out: dict[str, dict[str, list]] = {}
     for row in read_samples(stage_dir / "samples.jsonl"):
-        d = out.setdefault(row["domain"], {"question": [], "greedy": [], "samples": []})
+        d = out.setdefault(row["domain"], {"question": [], "greedy": [], "samples": [], "sampled_skills": []})
         if row["kind"] == "greedy":
             d["question"].append(row["question"])
             d["greedy"].append(row["score"])
             d["samples"].append([])
+            d["sampled_skills"].append([])
             for skill, shown in (row.get("skills") or {}).items():
                 d.setdefault(skill, []).append(float(shown))
         elif d["samples"]:
             d["samples"][-1].append(row["score"])
+            d["sampled_skills"][-1].append(row.get("skills") or {})
     for d in out.values():
         d["mean"] = [sum(s) / len(s) if s else None for s in d.pop("samples")]
+        per_task = d.pop("sampled_skills")
+        for skill in {k for task in per_task for row in task for k in row}:
+            d[f"{skill}_sampled"] = [sum(r[skill] for r in t) / len(t) if t else None for t in per_task]
     return out
 
 
