@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from mathfirst.data.reasoning import Solution, Step
+from mathfirst.data.reasoning import Solution, Step, failed
 from mathfirst.data.schema import Task
 
 LEVELS = (1, 2, 3)
@@ -46,7 +46,7 @@ def _task(level: int, kind: str, question: str, body: str, wrong_body: str, goal
         answer_block=body,
         wrong_block=wrong_body,
         check=f"{calls[-1]} = {expected[-1]!r}",
-        wrong_check=f"{calls[-1]} = {wrong_last!r}, not {expected[-1]!r}." if wrong_last != expected[-1] else "",
+        wrong_check=failed(f"{calls[-1]} = {wrong_last!r}", repr(expected[-1])) if wrong_last != expected[-1] else "",
     )
     gold = json.dumps({"entry_point": "f", "test": test})
     return Task("code", level, kind, question, gold, sol, extra={"reference": body})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from mathfirst.data.reasoning import Solution, Step
+from mathfirst.data.reasoning import Solution, Step, failed
 from mathfirst.data.schema import Task
 
 LEVELS = (1, 2, 3)
@@ -38,7 +38,7 @@ def propositional(rng: random.Random) -> Task:
         steps=steps,
         answer=_tf(value),
         check=both,
-        wrong_check=f"{both}, not {_tf(not value)}.",
+        wrong_check=failed(both, _tf(not value)),
     )
     return Task("logic", 1, "propositional", q, _tf(value), sol, chance=0.5)
 
@@ -61,7 +61,7 @@ def ordering(rng: random.Random) -> Task:
         steps=steps,
         answer=people[0],
         check=f"is {people[0]} below someone = no",
-        wrong_check=f"is {people[1]} below someone = yes, not no.",
+        wrong_check=failed(f"is {people[1]} below someone = yes", "no"),
     )
     return Task("logic", 2, "ordering", q, people[0], sol, chance=1 / len(people))
 
@@ -107,7 +107,7 @@ def knights_knaves(rng: random.Random) -> Task:
         steps=steps,
         answer=answer,
         check=f"{answer} = consistent",
-        wrong_check=f"{steps[-1].wrong} = contradiction, not consistent.",
+        wrong_check=failed(f"{steps[-1].wrong} = contradiction", "consistent"),
     )
     return Task("logic", 3, "knights_knaves", q, answer, sol, chance=0.25)
 

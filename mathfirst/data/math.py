@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from mathfirst.data.reasoning import Solution, Step
+from mathfirst.data.reasoning import Solution, Step, failed
 from mathfirst.data.schema import Task
 
 LEVELS = (1, 2, 3)
@@ -53,7 +53,7 @@ def word_problem(rng: random.Random, n_ops: int) -> Task:
         steps=steps,
         answer=str(x),
         check=f"{expr} = {x}",
-        wrong_check=f"{expr} = {x}, not {steps[-1].wrong}.",
+        wrong_check=failed(f"{expr} = {x}", steps[-1].wrong),
     )
     return Task("math", n_ops, "word_problem", q, str(x), sol)
 
@@ -78,7 +78,7 @@ def linear_equation(rng: random.Random) -> Task:
         steps=steps,
         answer=str(x),
         check=f"{a} × {x} + {b} = {c}",
-        wrong_check=f"{a} × {steps[-1].wrong} + {b} = {a * int(steps[-1].wrong) + b}, not {c}.",
+        wrong_check=failed(f"{a} × {steps[-1].wrong} + {b} = {a * int(steps[-1].wrong) + b}", c),
     )
     return Task("math", 3, "linear_equation", f"Solve for x: {a}x + {b} = {c}.", str(x), sol)
 
@@ -97,7 +97,7 @@ def fraction_of(rng: random.Random) -> Task:
         steps=steps,
         answer=str(k * p),
         check=f"{k * p} × {q} / {p} = {n}",
-        wrong_check=f"{steps[-1].wrong} × {q} / {p} = {divided(int(steps[-1].wrong) * q, p)}, not {n}.",
+        wrong_check=failed(f"{steps[-1].wrong} × {q} / {p} = {divided(int(steps[-1].wrong) * q, p)}", n),
     )
     question = rng.choice(["What is {f} of {n}?", "Find {f} of {n}.", "How much is {f} of {n}?"])
     return Task("math", 3, "fraction_of", question.format(f=f"{p}/{q}", n=n), str(k * p), sol)

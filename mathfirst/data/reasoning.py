@@ -82,13 +82,18 @@ def render(sol: Solution, style: TraceStyle, rng: random.Random) -> tuple[str, b
                 continue
             if not corrected:
                 return _finish(lines, sol, style, rng, wrong=True), False
-            lines.append(f"Check: {step.text} = {step.value}{FAILED_CHECK}{step.wrong}.")
+            lines.append(f"Check: {failed(f'{step.text} = {step.value}', step.wrong)}")
             lines.append(f"Wait, that step was wrong. Redo: {step.text} = {step.value}")
         else:
             lines.append(f"{prefix}{step.text} = {step.value}")
     if late:
         return _late_catch(lines, sol), True
     return _finish(lines, sol, style, rng, wrong=False), True
+
+
+def failed(found: str, expected: object) -> str:
+    """A failing check: what it found, and what it did not (`61 / 7 = 8 r 5, not 9.`)."""
+    return f"{found}{FAILED_CHECK}{expected}."
 
 
 def _can_fail_check(sol: Solution) -> bool:

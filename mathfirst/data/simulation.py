@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from mathfirst.data.math import near_miss
-from mathfirst.data.reasoning import Solution, Step
+from mathfirst.data.reasoning import Solution, Step, failed
 from mathfirst.data.schema import Task
 
 LEVELS = (1, 2, 3)
@@ -35,7 +35,7 @@ def state_machine(rng: random.Random) -> Task:
         steps=steps,
         answer=states[-1],
         check=f"{before} -> {states[-1]}",
-        wrong_check=f"{before} -> {states[-1]}, not {steps[-1].wrong}.",
+        wrong_check=failed(f"{before} -> {states[-1]}", steps[-1].wrong),
     )
     return Task("simulation", 1, "state_machine", q, states[-1], sol, chance=1 / len(cycle))
 
@@ -58,7 +58,7 @@ def loop(rng: random.Random) -> Task:
         steps=steps,
         answer=str(x),
         check=closed,
-        wrong_check=f"{closed}, not {steps[-1].wrong}.",
+        wrong_check=failed(closed, steps[-1].wrong),
     )
     return Task("simulation", 2, "loop", q, str(x), sol)
 
@@ -93,7 +93,7 @@ def stack(rng: random.Random) -> Task:
         steps=steps,
         answer=top,
         check=last,
-        wrong_check=f"{last}, not {steps[-1].wrong}.",
+        wrong_check=failed(last, steps[-1].wrong),
     )
     return Task("simulation", 3, "stack", q, top, sol)
 

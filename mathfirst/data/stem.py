@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from mathfirst.data.math import divided, near_miss
-from mathfirst.data.reasoning import Solution, Step
+from mathfirst.data.reasoning import Solution, Step, failed
 from mathfirst.data.schema import Task
 
 LEVELS = (1, 2, 3)
@@ -55,7 +55,7 @@ def convert(rng: random.Random) -> Task:
         steps=[Step(f"{n} × {factor}", str(value), str(value + factor))],
         answer=str(value),
         check=f"{value} / {factor} = {n}",
-        wrong_check=f"{value + factor} / {factor} = {n + 1}, not {n}.",
+        wrong_check=failed(f"{value + factor} / {factor} = {n + 1}", n),
     )
     question = rng.choice(CONVERT_WORDINGS).format(n=n, big=big, small=small)
     return Task("stem", 1, "convert", question, str(value), sol)
@@ -76,7 +76,7 @@ def unit_choice(rng: random.Random) -> Task:
         answer=gold,
         wrong_answer=wrong,
         check=f"{gold}) {UNITS[quantity]} measures {quantity}",
-        wrong_check=f"{wrong}) {wrong_unit} measures {measures[wrong_unit]}, not {quantity}.",
+        wrong_check=failed(f"{wrong}) {wrong_unit} measures {measures[wrong_unit]}", quantity),
     )
     q = f"Which unit measures {quantity}? {listing}"
     return Task("stem", 1, "unit_choice", q, gold, sol, chance=0.25)
@@ -89,19 +89,19 @@ def formula(rng: random.Random, kind: str) -> Task:
         d = a * b
         q = f"A {thing} travels {d} km in {b} hours. What is its speed in km/h?"
         goal, text, value = "use speed = distance / time.", f"speed = {d} / {b}", a
-        check, inverse = f"{a} × {b} = {d}", lambda w: f"{w} × {b} = {w * b}, not {d}."
+        check, inverse = f"{a} × {b} = {d}", lambda w: failed(f"{w} × {b} = {w * b}", d)
     elif kind == "distance":
         q = f"A {thing} moves at {a} km/h for {b} hours. How far does it go, in km?"
         goal, text, value = "use distance = speed × time.", f"distance = {a} × {b}", a * b
-        check, inverse = f"{a * b} / {b} = {a}", lambda w: f"{w} / {b} = {divided(w, b)}, not {a}."
+        check, inverse = f"{a * b} / {b} = {a}", lambda w: failed(f"{w} / {b} = {divided(w, b)}", a)
     elif kind == "force":
         q = f"A {a} kg {thing} accelerates at {b} m/s^2. What force acts on it, in N?"
         goal, text, value = "use F = m × a.", f"F = {a} × {b}", a * b
-        check, inverse = f"{a * b} / {b} = {a}", lambda w: f"{w} / {b} = {divided(w, b)}, not {a}."
+        check, inverse = f"{a * b} / {b} = {a}", lambda w: failed(f"{w} / {b} = {divided(w, b)}", a)
     else:
         q = f"A force of {a} N pushes a {thing} {b} m. How much work is done, in J?"
         goal, text, value = "use W = F × d.", f"W = {a} × {b}", a * b
-        check, inverse = f"{a * b} / {a} = {b}", lambda w: f"{w} / {a} = {divided(w, a)}, not {b}."
+        check, inverse = f"{a * b} / {a} = {b}", lambda w: failed(f"{w} / {a} = {divided(w, a)}", b)
     wrong = near_miss(value, rng)
     sol = Solution(
         subgoals=[goal],
@@ -135,7 +135,7 @@ def heaviest(rng: random.Random) -> Task:
         answer=gold,
         wrong_answer=wrong,
         check=f"the last heaviest so far = {top}",
-        wrong_check=f"{theirs} is below {top}, not the heaviest.",
+        wrong_check=failed(f"{theirs} is below {top}", "the heaviest"),
     )
     return Task("stem", 3, "heaviest", f"Which is the heaviest? {listing}", gold, sol, chance=0.25)
 

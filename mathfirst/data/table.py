@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from mathfirst.data.math import near_miss
-from mathfirst.data.reasoning import Solution, Step
+from mathfirst.data.reasoning import Solution, Step, failed
 from mathfirst.data.schema import Task
 
 LEVELS = (1, 2, 3)
@@ -50,7 +50,7 @@ def lookup(rng: random.Random) -> Task:
         steps=[step],
         answer=str(value),
         check=f"{cols[c]} of {names[r]} = {value}",
-        wrong_check=f"{cols[c]} of {names[r]} = {value}, not {step.wrong}.",
+        wrong_check=failed(f"{cols[c]} of {names[r]} = {value}", step.wrong),
     )
     return Task("table", 1, "lookup", q, str(value), sol)
 
@@ -77,7 +77,7 @@ def arg_max(rng: random.Random) -> Task:
         steps=steps,
         answer=best,
         check=f"the last most so far = {top}",
-        wrong_check=f"{theirs} is below {top}, not the most.",
+        wrong_check=failed(f"{theirs} is below {top}", "the most"),
     )
     return Task("table", 2, "arg_max", q, best, sol, chance=1 / len(names))
 
@@ -97,7 +97,7 @@ def total(rng: random.Random) -> Task:
         steps=steps,
         answer=str(running),
         check=f"{' + '.join(map(str, column))} = {running}",
-        wrong_check=f"{' + '.join(map(str, column))} = {running}, not {steps[-1].wrong}.",
+        wrong_check=failed(f"{' + '.join(map(str, column))} = {running}", steps[-1].wrong),
     )
     return Task("table", 3, "total", q, str(running), sol)
 
