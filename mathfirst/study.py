@@ -170,13 +170,14 @@ def write_study(out: Path, seeds: int, losses: list[str | None]) -> dict:
     result = {"plan": json.loads((out / "study.json").read_text())["plan"], "groups": {}}
     for loss in losses:
         group = group_dir(out, loss)
+        responses = {s: evaluated_responses(group, seeds, s) for s in evaluated_stages(group / "seed0" / "curriculum")}
         result["groups"][loss or "configured"] = {
             "claims": judged_claims(group, seeds),
             "curriculum_minus_ablation": by_domain(group, seeds, ("ablation", "final"), ("curriculum", "final")),
             "accuracy": accuracy_by_stage(group, seeds),
             "skills": skills_by_stage(group, seeds),
-            "payoff": payoff_by_stage(group, seeds),
-            "checks": check_outcomes_by_stage(group, seeds),
+            "payoff": payoff_by_stage(responses),
+            "checks": check_outcomes_by_stage(responses),
         }
     (out / "study.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
     write_study_report(out, result)
@@ -206,13 +207,12 @@ def in_scope(rows: list[dict], scope: str) -> list[dict]:
     return [r for r in rows if (r["domain"] == "math") == (scope == "math")]
 
 
-def payoff_by_stage(group: Path, seeds: int) -> dict:
+def payoff_by_stage(responses: dict[str, list[dict]]) -> dict:
     """Per skill, in math and outside it, per stage: the accuracy of the responses showing the move minus that
     of those without it, pooled over seeds. A move can only be reinforced by RL where it pays off.
     Observational: a task that draws a move may be harder."""
     out: dict = {skill: {"math": {}, "others": {}} for skill in SKILLS}
-    for stage in evaluated_stages(group / "seed0" / "curriculum"):
-        rows = evaluated_responses(group, seeds, stage)
+    for stage, rows in responses.items():
         for skill, scope in ((k, s) for k in SKILLS for s in ("math", "others")):
             chosen = in_scope(rows, scope)
             shown = [r["score"] for r in chosen if r["skills"][skill]]
@@ -221,12 +221,11 @@ def payoff_by_stage(group: Path, seeds: int) -> dict:
     return out
 
 
-def check_outcomes_by_stage(group: Path, seeds: int) -> dict:
+def check_outcomes_by_stage(responses: dict[str, list[dict]]) -> dict:
     """Per stage, in math and outside it: the accuracy (Wilson interval, count) of the responses whose checks
     all pass, of those in which a check fails (then a redo can repair the answer), and of those without one."""
     out: dict = {"math": {}, "others": {}}
-    for stage in evaluated_stages(group / "seed0" / "curriculum"):
-        rows = evaluated_responses(group, seeds, stage)
+    for stage, rows in responses.items():
         for scope in out:
             by_outcome: dict[str, list[float]] = {o: [] for o in CHECK_OUTCOMES}
             for r in in_scope(rows, scope):
