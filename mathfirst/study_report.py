@@ -25,15 +25,16 @@ def claims_table(claims: dict) -> Table:
 
 
 PAYOFF_CAPTION = (
-    "Payoff of each move: the accuracy of sampled responses showing it minus that of those without it, in "
-    "points, pooled over seeds (responses with / without it). Observational: a task that draws a move may be harder."
+    "Payoff of each move: the accuracy of sampled responses (greedy ones where the eval samples none) showing it "
+    "minus that of those without it, in points, pooled over seeds (responses with / without it). Observational: "
+    "a task that draws a move may be harder."
 )
 
 
 CHECKS_CAPTION = (
-    "The model's own checks: the accuracy of sampled responses whose checks all pass, in which a check fails "
-    "(`, not ...`: a redo may repair the answer), and without a check, in %, with 95% Wilson intervals that treat "
-    "the responses as independent (responses)."
+    "The model's own checks: the accuracy of sampled (or greedy) responses whose checks all pass, in which a "
+    "check fails (`, not ...`: a redo may repair the answer), and without a check, in %, with 95% Wilson "
+    "intervals that treat the responses as independent (responses)."
 )
 
 

@@ -141,9 +141,8 @@ def detect_skills(text: str) -> dict[str, bool]:
 
 def check_outcome(text: str) -> str:
     """How a response's checks went: "a check fails", "checks pass" or "no check"."""
-    checks = [
-        line for line in (x.strip() for x in text.splitlines()) if line.startswith(SKILL_PREFIXES["verification"])
-    ]
+    lines = [line.strip() for line in text.splitlines()]
+    checks = [line for line in lines if line.startswith(SKILL_PREFIXES["verification"])]
     if not checks:
         return "no check"
     return "a check fails" if any(FAILED_CHECK in line for line in checks) else "checks pass"
