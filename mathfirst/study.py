@@ -12,13 +12,12 @@ from rich.console import Console
 
 from mathfirst.analysis import read_samples
 from mathfirst.config import RL_STAGES, ConfigError, RunConfig, load_config
-from mathfirst.data.reasoning import check_outcome
+from mathfirst.data.reasoning import CHECK_OUTCOMES, check_outcome
 from mathfirst.eval.paired import NON_MATH, evaluated_stages, paired, task_scores
 from mathfirst.eval.stats import paired_difference_over_seeds, unpaired_difference, wilson
 
 MIN_EFFECT = 0.02  # an interval wholly below +2 points rules the claimed effect out ("not supported")
 SKILLS = ("verification", "backtracking")
-CHECK_OUTCOMES = ("checks pass", "a check fails", "no check")
 console = Console()
 
 

@@ -22,6 +22,7 @@ SKILL_PREFIXES = {
     "backtracking": "Wait,",
 }
 FAILED_CHECK = ", not "  # a check that fails says what it found and what it did not: `Check: 61 / 7 = 8 r 5, not 9.`
+CHECK_OUTCOMES = ("checks pass", "a check fails", "no check")  # how a response's checks went
 ANSWER_CHECK_CATCHES = 0.5  # of the corrected slips, the share caught by the failing answer check at the end
 
 
@@ -143,6 +144,7 @@ def check_outcome(text: str) -> str:
     """How a response's checks went: "a check fails", "checks pass" or "no check"."""
     lines = [line.strip() for line in text.splitlines()]
     checks = [line for line in lines if line.startswith(SKILL_PREFIXES["verification"])]
+    passed, failed_one, none = CHECK_OUTCOMES
     if not checks:
-        return "no check"
-    return "a check fails" if any(FAILED_CHECK in line for line in checks) else "checks pass"
+        return none
+    return failed_one if any(FAILED_CHECK in line for line in checks) else passed
