@@ -205,6 +205,18 @@ class RLConfig(Strict):
     lora: LoraConfig | None = Field(None, description="train low-rank adapters instead of every weight")
     gradient_checkpointing: bool = Field(False, description="recompute each layer's activations in the backward")
     save_every: int = Field(10, gt=0, description="steps between resumable checkpoints")
+    eval_every: int = Field(
+        0,
+        ge=0,
+        description="steps between held-out evaluations during the stage (a learning curve; also before the first "
+        "step and after the last); 0 = only the full evaluation at the stage's end (verl: trainer.test_freq)",
+    )
+    eval_tasks: int | None = Field(
+        None, gt=0, description="held-out tasks per domain in each learning-curve point (the first N); default: all"
+    )
+    eval_samples: int = Field(
+        0, ge=0, description="sampled responses per task in each learning-curve point (mean@k), beside greedy"
+    )
     domains: list[Literal[DOMAINS]] = Field(["math"], description="the domains prompts are drawn from")  # type: ignore[valid-type]
     generated: bool = Field(
         True, description="draw prompts from the tiny world's generators (for domains no gym task covers)"

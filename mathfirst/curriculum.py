@@ -18,6 +18,7 @@ from mathfirst.config import RL_STAGES, STAGES, ConfigError, RunConfig, dump_con
 from mathfirst.data.assemble import rl_prompts, stage_examples, stage_seed
 from mathfirst.data.gym import check_gym
 from mathfirst.data.loaders import load_rl_prompts, load_sft_pairs
+from mathfirst.eval.curve import LearningCurve
 from mathfirst.eval.heldout import evaluate_heldout, print_eval
 from mathfirst.eval.suites import SHIPPED
 from mathfirst.memory import plan, refusal
@@ -132,7 +133,8 @@ def run_stage(cfg: RunConfig, out: Path, stage: str) -> dict:
         if stage in RL_STAGES:
             console.print(f"[bold]{stage}[/]: DAPO on {', '.join(tcfg.domains)}, {count_params(model):,} parameters")
             pools, seed = rl_prompts(cfg, stage), stage_seed(cfg, stage)
-            model = train_rl(model, tokenizer, tcfg, pools, stage_dir, seed, stage, tuple(cfg.log), dtype)
+            curve_for = (lambda start: LearningCurve(cfg, tcfg, stage_dir, start)) if tcfg.eval_every else None
+            model = train_rl(model, tokenizer, tcfg, pools, stage_dir, seed, stage, tuple(cfg.log), dtype, curve_for)
         else:
             pairs = stage_examples(cfg, stage)
             if tcfg.self_distill is not None:

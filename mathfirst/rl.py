@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from mathfirst.dapo import (
 )
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.data.reasoning import SKILL_PREFIXES, detect_skills
+from mathfirst.eval.curve import LearningCurve, scalars, train_seconds
 from mathfirst.lora import adapt, finish
 from mathfirst.losses import objective
 from mathfirst.metrics import MetricsLog
@@ -240,9 +242,11 @@ def train_rl(
     desc: str,
     loggers: tuple[str, ...] = (),
     dtype: torch.dtype = torch.float32,
+    curve_for: Callable[[int], LearningCurve] | None = None,
 ) -> PreTrainedModel:
     """Run cfg.steps DAPO steps on prompts drawn from `pools` (per domain), resuming from stage_dir/last when a
-    checkpoint is there; metrics go to `loggers` too. Returns a plain HF model (LoRA adapters merged)."""
+    checkpoint is there; metrics go to `loggers` too, held-out points to the learning curve that `curve_for`
+    makes for the resumed step. Returns a plain HF model (LoRA adapters merged)."""
     ref_model = frozen_copy(model, dtype) if cfg.kl_coef > 0 else None
     model = adapt(model, cfg.lora, dtype)
     model, tokenizer, optimizer, start = resume(
@@ -253,7 +257,11 @@ def train_rl(
         desc,
     )
     set_checkpointing(model, cfg.gradient_checkpointing)
+    train_s = train_seconds(stage_dir, start)
     log = MetricsLog(stage_dir / "metrics.jsonl", start, loggers)
+    curve = curve_for(start) if curve_for else None
+    if curve and curve.due(start):
+        log.log(start, **heldout_point(curve, model, tokenizer, start, train_s, dtype))
     bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, dynamic_ncols=True)
     for step in bar:
         t0 = time.perf_counter()
@@ -269,13 +277,30 @@ def train_rl(
             rng = torch.Generator().manual_seed(seed * 7919 + step)
             metrics |= update(model, ref_model, optimizer, batch, cfg.group_size, cfg, rng, dtype)
             model.eval()
-        log.log(step + 1, **metrics, sample_s=round(t_sample, 2), step_s=round(time.perf_counter() - t0, 2))
+        metrics |= {"sample_s": round(t_sample, 2), "step_s": round(time.perf_counter() - t0, 2)}
+        train_s += metrics["step_s"]
+        if curve and curve.due(step + 1):
+            metrics |= heldout_point(curve, model, tokenizer, step + 1, train_s, dtype)
+        log.log(step + 1, **metrics)
         bar.set_postfix(acc=f"{metrics['acc']:.2f}", kept=f"{len(kept)}/{len(sampled)}")
         if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             save_checkpoint(stage_dir / "last", model, tokenizer, optimizer, step + 1)
     bar.close()
     log.close()
     return finish(model, stage_dir)
+
+
+def heldout_point(
+    curve: LearningCurve,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    step: int,
+    train_s: float,
+    dtype: torch.dtype,
+) -> dict[str, float]:
+    """Measure a learning-curve point at `step`; its accuracies as metrics."""
+    with autocast(model.device, dtype):
+        return scalars(curve.measure(model, tokenizer, step, train_s))
 
 
 def frozen_copy(model: PreTrainedModel, dtype: torch.dtype) -> PreTrainedModel:

@@ -18,6 +18,7 @@ from mathfirst.config import ConfigError, LoraConfig, RLConfig, RunConfig, Train
 from mathfirst.data.assemble import heldout_prompts, rl_prompts, stage_examples
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.data.schema import REWARD_STYLE
+from mathfirst.eval.curve import spread
 from mathfirst.losses import VERL_LOSS_MODE
 
 TEMPLATES = Path(__file__).parent / "templates" / "verl"  # reward.py and launch.sh, written into the export
@@ -119,7 +120,8 @@ def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward:
         "trainer.default_local_dir": str(folder / "checkpoints"),
         "trainer.total_training_steps": rl.steps,
         "trainer.save_freq": rl.save_every,
-        "trainer.test_freq": rl.save_every,
+        "trainer.test_freq": rl.eval_every or rl.steps,  # a learning curve, or one validation at the end
+        "trainer.val_before_train": rl.eval_every > 0,
         "trainer.resume_mode": "auto",
         "trainer.logger": ["console"],
     }
@@ -195,10 +197,10 @@ def prompt_row(p: RLPrompt, split: str, index: int) -> dict:
 
 def rl_rows(cfg: RunConfig, stage: str) -> tuple[list[dict], list[dict]]:
     """Train rows of a DAPO stage (the prompts the native trainer draws from) and val rows (the held-out
-    tasks of the stage's domains)."""
+    tasks its learning curve measures: every evaluated domain, `eval_tasks` each)."""
     rl = getattr(cfg, stage)
     train = [prompt_row(p, "train", i) for pool in rl_prompts(cfg, stage).values() for i, p in enumerate(pool)]
-    held = [p for d in rl.domains if d in cfg.eval.domains for p in heldout_prompts(cfg, d)]
+    held = [p for d in cfg.eval.domains for p in spread(heldout_prompts(cfg, d), rl.eval_tasks)]
     return train, [prompt_row(p, "heldout", i) for i, p in enumerate(held)] or train[:100]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -11,9 +12,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mathfirst.config import RunConfig
 from mathfirst.data.assemble import heldout_prompts
+from mathfirst.data.loaders import RLPrompt
 from mathfirst.data.reasoning import detect_skills
 from mathfirst.eval.stats import bootstrap_interval, wilson
-from mathfirst.rewards import compute_scores
+from mathfirst.rewards import compute_scores, in_answer_format
 from mathfirst.rollout import decode, sample
 from mathfirst.tokenizer import chat_prompt_ids
 
@@ -26,50 +28,81 @@ def evaluate_heldout(
     results: dict[str, dict] = {}
     samples_out = []
     for domain in ecfg.domains:
-        tasks = heldout_prompts(cfg, domain)
-        prompts = [chat_prompt_ids(tokenizer, t.question) for t in tasks]
-        gen = dict(max_new_tokens=ecfg.max_new_tokens, batch_size=ecfg.batch_size, seed=cfg.seed)
-        greedy = decode(tokenizer, sample(model, tokenizer, prompts, temperature=0.0, desc=f"{stage}/{domain}", **gen))
-        k = ecfg.samples
-        repeated = [p for p in prompts for _ in range(k)]
-        desc = f"{stage}/{domain} k={k}"
-        texts = decode(tokenizer, sample(model, tokenizer, repeated, temperature=ecfg.temperature, desc=desc, **gen))
-        items, owners = [], []
-        for i, t in enumerate(tasks):
-            for j, text in enumerate([greedy[i], *texts[i * k : (i + 1) * k]]):
-                items.append((t.data_source, text, t.ground_truth, {**t.extra_info, "ability": domain}))
-                owners.append((t, "greedy" if j == 0 else "sample", text))
-        scores = compute_scores(items)
-        greedy_acc = [sc["score"] for sc, (_, kind, _) in zip(scores, owners) if kind == "greedy"]
-        sample_acc = [sc["score"] for sc, (_, kind, _) in zip(scores, owners) if kind == "sample"]
-        per_task = [sum(sample_acc[i * k : (i + 1) * k]) / k for i in range(len(tasks))] if k else []
-        results[domain] = {
-            "n": len(tasks),
-            "greedy": round(sum(greedy_acc) / len(greedy_acc), 4),
-            "greedy_ci95": [round(x, 4) for x in wilson(int(sum(greedy_acc)), len(greedy_acc))],
-            f"mean@{k}": round(sum(sample_acc) / len(sample_acc), 4) if sample_acc else None,
-            f"mean@{k}_ci95": [round(x, 4) for x in bootstrap_interval(per_task)] if per_task else None,
-            "chance": round(sum(t.extra_info.get("chance", 0.0) for t in tasks) / len(tasks), 4),
-        }
-        for sc, (t, kind, text) in zip(scores, owners):
-            samples_out.append(
-                {
-                    "stage": stage,
-                    "domain": domain,
-                    "kind": kind,
-                    "level": t.extra_info.get("level"),
-                    "task_kind": t.extra_info.get("kind"),
-                    "question": t.question,
-                    "answer": t.extra_info.get("answer", t.ground_truth),
-                    "response": text,
-                    "score": sc["score"],
-                    "pred": sc.get("pred"),
-                    "skills": detect_skills(text),
-                }
-            )
+        gen = Generation(ecfg.max_new_tokens, ecfg.batch_size, cfg.seed, ecfg.samples, ecfg.temperature)
+        results[domain], records = score_domain(model, tokenizer, heldout_prompts(cfg, domain), domain, gen, stage)
+        samples_out += [{"stage": stage, **r} for r in records]
     with (stage_dir / "samples.jsonl").open("w") as f:
         f.writelines(json.dumps(r) + "\n" for r in samples_out)
     return results
+
+
+@dataclass(frozen=True)
+class Generation:
+    """How held-out responses are sampled: greedy, plus `samples` at `temperature` for mean@k."""
+
+    max_new_tokens: int
+    batch_size: int
+    seed: int
+    samples: int = 0
+    temperature: float = 1.0
+
+
+def score_domain(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    tasks: list[RLPrompt],
+    domain: str,
+    gen: Generation,
+    desc: str,
+) -> tuple[dict, list[dict]]:
+    """Greedy (and mean@k) accuracy of one domain's tasks with 95% intervals, the share of greedy responses in
+    the verifier's answer format and the accuracy among those; and one record per response."""
+    prompts = [chat_prompt_ids(tokenizer, t.question) for t in tasks]
+    run = dict(max_new_tokens=gen.max_new_tokens, batch_size=gen.batch_size, seed=gen.seed)
+    greedy = decode(tokenizer, sample(model, tokenizer, prompts, temperature=0.0, desc=f"{desc}/{domain}", **run))
+    k = gen.samples
+    repeated = [p for p in prompts for _ in range(k)]
+    sampled = sample(model, tokenizer, repeated, temperature=gen.temperature, desc=f"{desc}/{domain} k={k}", **run)
+    texts = decode(tokenizer, sampled)
+    items, owners = [], []
+    for i, t in enumerate(tasks):
+        for j, text in enumerate([greedy[i], *texts[i * k : (i + 1) * k]]):
+            items.append((t.data_source, text, t.ground_truth, {**t.extra_info, "ability": domain}))
+            owners.append((t, "greedy" if j == 0 else "sample", text))
+    scores = compute_scores(items)
+    greedy_scores = [(sc, text) for sc, (_, kind, text) in zip(scores, owners) if kind == "greedy"]
+    sample_acc = [sc["score"] for sc, (_, kind, _) in zip(scores, owners) if kind == "sample"]
+    per_task = [sum(sample_acc[i * k : (i + 1) * k]) / k for i in range(len(tasks))] if k else []
+    greedy_acc = [sc["score"] for sc, _ in greedy_scores]
+    formatted = [sc["score"] for sc, text in greedy_scores if in_answer_format(sc, text)]
+    result = {
+        "n": len(tasks),
+        "greedy": round(sum(greedy_acc) / len(greedy_acc), 4),
+        "greedy_ci95": [round(x, 4) for x in wilson(int(sum(greedy_acc)), len(greedy_acc))],
+        f"mean@{k}": round(sum(sample_acc) / len(sample_acc), 4) if sample_acc else None,
+        f"mean@{k}_ci95": [round(x, 4) for x in bootstrap_interval(per_task)] if per_task else None,
+        "chance": round(sum(t.extra_info.get("chance", 0.0) for t in tasks) / len(tasks), 4),
+        "format": round(len(formatted) / len(greedy_acc), 4),
+        "acc_in_format": round(sum(formatted) / len(formatted), 4) if formatted else None,
+        "acc_in_format_ci95": [round(x, 4) for x in wilson(int(sum(formatted)), len(formatted))] if formatted else None,
+    }
+    records = [
+        {
+            "domain": domain,
+            "kind": kind,
+            "level": t.extra_info.get("level"),
+            "task_kind": t.extra_info.get("kind"),
+            "question": t.question,
+            "answer": t.extra_info.get("answer", t.ground_truth),
+            "response": text,
+            "score": sc["score"],
+            "pred": sc.get("pred"),
+            "in_format": in_answer_format(sc, text),
+            "skills": detect_skills(text),
+        }
+        for sc, (t, kind, text) in zip(scores, owners)
+    ]
+    return result, records
 
 
 def print_eval(stage: str, results: dict) -> None:
