@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from mathfirst.analysis import SKILLS, analyze_run, read_samples  # noqa: E402
 from mathfirst.config import RL_STAGES, STAGES  # noqa: E402
 from mathfirst.data.reasoning import SKILL_PREFIXES  # noqa: E402
+from mathfirst.eval.curve import read_curve  # noqa: E402
 from mathfirst.eval.paired import NON_MATH, differences  # noqa: E402
 from mathfirst.metrics import read_metrics  # noqa: E402
 
@@ -32,6 +33,7 @@ class Run:
     metrics: dict[str, list[dict]]  # RL stage -> metrics rows
     skills: dict[str, dict]  # stage -> domain -> skill -> {rate, lo, hi}
     benchmarks: dict[str, dict]  # stage -> benchmark -> {accuracy, ci95, n} (eval.benchmarks)
+    curves: dict[str, list[dict]]  # RL stage -> learning-curve points (rl_*.eval_every)
 
 
 def load_run(path: Path) -> Run:
@@ -50,7 +52,8 @@ def load_run(path: Path) -> Run:
         for s in STAGES
         if (path / s / "bench.json").is_file()
     }
-    return Run(path, path.name, evals, metrics, skills["stages"], benchmarks)
+    curves = {s: read_curve(path / s) for s in RL_STAGES if read_curve(path / s)}
+    return Run(path, path.name, evals, metrics, skills["stages"], benchmarks, curves)
 
 
 def pct(x: float | None) -> str:
@@ -156,6 +159,37 @@ def ablation_table(runs: list[Run], diffs: dict, key: str = "greedy") -> Table:
     return Table(header + [f"{runs[0].name} − {r.name}" for r in runs[1:]], rows)
 
 
+def format_table(run: Run) -> Table:
+    """Per domain and stage: the share of greedy answers in the verifier's format, and the accuracy among them
+    (95% interval), so that a gain in format is told apart from a gain in correctness."""
+    stages = [s for s in run.evals if "format" in next(iter(run.evals[s].values()))]
+    domains = list(next(iter(run.evals.values())))
+
+    def cell(r: dict) -> str:
+        return f"{pct(r['format'])} / " + with_interval(r, "acc_in_format")
+
+    return Table(["domain (in format / accuracy among them)"] + stages, [[d] + [cell(run.evals[s][d]) for s in stages]
+                                                                        for d in domains])  # fmt: skip
+
+
+def verdict(d: dict) -> str:
+    """A paired difference in words: it moved (up or down) beyond its 95% interval, or it did not."""
+    if not d["distinct"]:
+        return "did not move beyond its interval"
+    return "moved up" if d["diff"] > 0 else "moved down"
+
+
+def effects_table(diffs: dict, key: str, label: str) -> Table:
+    """What each stage did, per domain and over the non-math domains, in points and in words."""
+    rows = [
+        [step, domain, signed(d), verdict(d)]
+        for step, domains in diffs["stages"][key].items()
+        for domain, d in domains.items()
+        if domain in ("math", NON_MATH) or key == "greedy"
+    ]
+    return Table(["stage", f"domain ({label})", "change, points [95%]", "in words"], rows)
+
+
 def skills_table(run: Run) -> Table:
     rows = []
     for stage, domains in run.skills.items():
@@ -222,6 +256,42 @@ def curves_figure(run: Run) -> Figure | None:
         ax.set_xlabel("RL step")
     axes[0].legend(fontsize=8)
     return Figure("rl_curves.png", _png(fig), "RL training curves, stages one after another.")
+
+
+def learning_curve_figure(run: Run) -> Figure | None:
+    """Per RL stage: held-out greedy accuracy per domain (95% band) and training accuracy, against the step and
+    against training time (sampling + updates, evaluation excluded)."""
+    if not run.curves:
+        return None
+    fig, axes = plt.subplots(len(run.curves), 2, figsize=(11, 3.3 * len(run.curves)), squeeze=False)
+    for (stage, points), row in zip(run.curves.items(), axes):
+        train = [r for r in run.metrics.get(stage, []) if "acc" in r]
+        clock = dict.fromkeys([0], 0.0) | {p["step"]: p["train_s"] / 60 for p in points}
+        elapsed = 0.0
+        for r in train:
+            elapsed += r.get("step_s", 0.0) / 60
+            clock[r["step"]] = elapsed
+        for ax, x_of, xlabel in zip(row, (lambda s: s, clock.get), ("RL step", "training time (min)")):
+            for domain in points[0]["domains"]:
+                xs = [x_of(p["step"]) for p in points]
+                ys = [100 * p["domains"][domain]["greedy"] for p in points]
+                line = ax.plot(xs, ys, marker="o", ms=3, label=f"{domain} (held-out)")[0]
+                lo = [100 * p["domains"][domain]["greedy_ci95"][0] for p in points]
+                hi = [100 * p["domains"][domain]["greedy_ci95"][1] for p in points]
+                ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
+            ax.plot([x_of(r["step"]) for r in train], [100 * r["acc"] for r in train], color="gray", lw=1,
+                    ls="--", label="training accuracy (sampled)")  # fmt: skip
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("accuracy (%)")
+            ax.set_ylim(0, 100)
+            ax.set_title(f"{stage}", fontsize=10)
+        row[0].legend(fontsize=7, ncol=2)
+    return Figure(
+        "learning_curves.png",
+        _png(fig),
+        "Learning curves: held-out greedy accuracy per domain during each RL stage (95% Wilson bands) and the "
+        "accuracy of the responses sampled for training, by step (left) and by training time (right).",
+    )
 
 
 def skills_figure(run: Run) -> Figure:
@@ -291,26 +361,38 @@ def write_report(paths: list[Path]) -> tuple[Path, Path]:
     """Write report.md, report.html and the PNG plots into the first run's folder."""
     runs = [load_run(p) for p in paths]
     main = runs[0]
-    figures = [f for f in (accuracy_figure(main), curves_figure(main), skills_figure(main)) if f is not None]
+    accuracy, rl_curves, learning, skills = (
+        accuracy_figure(main), curves_figure(main), learning_curve_figure(main), skills_figure(main)
+    )  # fmt: skip
     (main.path / "report").mkdir(exist_ok=True)
-    for f in figures:
-        (main.path / "report" / f.name).write_bytes(f.png)
+    for f in (accuracy, rl_curves, learning, skills):
+        if f is not None:
+            (main.path / "report" / f.name).write_bytes(f.png)
     diffs = differences(paths)
     (main.path / "report" / "differences.json").write_text(json.dumps(diffs, indent=1, ensure_ascii=False))
     key = mean_key(main)
     sections: list[tuple[str, list]] = [
-        ("Held-out accuracy (greedy, 95% interval) per domain and stage", [accuracy_table(main), figures[0]]),
+        ("Held-out accuracy (greedy, 95% interval) per domain and stage", [accuracy_table(main), accuracy]),
         ("Held-out accuracy, mean over sampled responses (95% interval)", [mean_at_k_table(main)]),
+        (
+            "What each stage did (paired on the same tasks, 95% interval)",
+            [effects_table(diffs, "greedy", "greedy")] + ([effects_table(diffs, "mean", key)] if key else []),
+        ),
         (
             "Stage-to-stage differences in points (paired on the same tasks, 95% interval; * excludes 0)",
             [differences_table(diffs, "greedy", "greedy")] + ([differences_table(diffs, "mean", key)] if key else []),
         ),
     ]
+    if learning is not None:
+        sections.append(("Learning curves of the RL stages", [learning]))
+    if format_table(main).header[1:]:
+        sections.append(("Answer format: share of greedy answers the verifier can read, accuracy among them",
+                         [format_table(main)]))  # fmt: skip
     if main.benchmarks:
         sections.append(("Benchmarks (greedy, 95% interval)", [benchmark_table(main)]))
     if main.metrics:
-        sections.append(("RL training", [rl_summary_table(main), figures[1]]))
-    sections.append(("Cognitive skills per domain and stage (95% interval)", [skills_table(main), figures[-1]]))
+        sections.append(("RL training", [rl_summary_table(main), rl_curves]))
+    sections.append(("Cognitive skills per domain and stage (95% interval)", [skills_table(main), skills]))
     if len(runs) > 1:
         tables = [ablation_table(runs, diffs)] + ([ablation_table(runs, diffs, key)] if key else [])
         sections.append(("Ablation: final stage of each run", tables))

@@ -16,7 +16,16 @@ def make_run(path, accs: dict[str, dict[str, float]], rl_steps: int = 4, n: int 
         d = path / stage
         d.mkdir(parents=True)
         domains = {
-            k: {"n": n, "greedy": v, "greedy_ci95": list(wilson(round(v * n), n)), "mean@2": v / 2, "chance": 0.1}
+            k: {
+                "n": n,
+                "greedy": v,
+                "greedy_ci95": list(wilson(round(v * n), n)),
+                "mean@2": v / 2,
+                "chance": 0.1,
+                "format": 0.9,
+                "acc_in_format": v / 0.9,
+                "acc_in_format_ci95": [0.0, 1.0],
+            }
             for k, v in by_domain.items()
         }
         (d / "eval.json").write_text(json.dumps({"stage": stage, "domains": domains}))
@@ -33,6 +42,10 @@ def make_run(path, accs: dict[str, dict[str, float]], rl_steps: int = 4, n: int 
             metrics = [{"step": i + 1, "reward": 0.1 * i, "acc": 0.5 + 0.01 * i, "response_length": 50 + i,
                         "entropy": 0.2 - 0.01 * i, "dropped_share": 0.25} for i in range(rl_steps)]  # fmt: skip
             (d / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+            points = [{"step": s, "train_s": 30.0 * s, "eval_s": 5.0, "domains": {
+                k: {"greedy": v * s / rl_steps, "greedy_ci95": [0.0, 1.0], "n": n} for k, v in by_domain.items()
+            }} for s in (0, rl_steps // 2, rl_steps)]  # fmt: skip
+            (d / "curve.jsonl").write_text("".join(json.dumps(p) + "\n" for p in points))
     return path
 
 
@@ -102,8 +115,22 @@ def test_every_number_in_the_report_comes_from_the_run(tmp_path):
     assert versus["mean of the non-math domains"]["diff"] == 0.065 and versus["math"]["diff"] == 0.05
     assert "| domain (mean@2) |" in text and "| mean of the non-math domains | 19.0% | 15.8% |" in text
 
+    effects = tables["What each stage did (paired on the same tasks, 95% interval)"]
+    assert ["sft → rl_math", "math", signed(math), "moved up"] in effects
+    assert ["sft → rl_math", "logic", signed(logic), "did not move beyond its interval"] in effects
+    assert [
+        "sft → rl_joint",
+        "stem",
+        signed(diffs["stages"]["greedy"]["sft → rl_joint"]["stem"]),
+        "moved up",
+    ] in effects
+
+    formats = tables["Answer format: share of greedy answers the verifier can read, accuracy among them"]
+    assert formats[1][:2] == ["math", "90.0% / 55.6% [0.0, 100.0]"]  # 0.5 / 0.9
+
     page = html_path.read_text()
-    assert len(re.findall(r'<img src="data:image/png;base64,', page)) == 3  # accuracy, RL curves, skills
+    assert len(re.findall(r'<img src="data:image/png;base64,', page)) == 4  # accuracy, learning, RL curves, skills
+    assert (main / "report" / "learning_curves.png").is_file()
     assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched
     assert '<mark class="verification"' in page
     for cell in ("61.0%", "38.0%", "31.5%"):

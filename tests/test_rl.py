@@ -4,10 +4,11 @@ import random
 import pytest
 import torch
 
-from mathfirst.config import ModelConfig, RLConfig
+from mathfirst.config import EvalConfig, ModelConfig, RLConfig, RunConfig, WorldConfig
 from mathfirst.dapo import agg_loss, kl_penalty
 from mathfirst.data.assemble import task_pools
 from mathfirst.data.loaders import RLPrompt
+from mathfirst.eval.curve import LearningCurve, read_curve
 from mathfirst.losses import objective
 from mathfirst.metrics import read_metrics
 from mathfirst.model import build_tiny_model
@@ -185,3 +186,30 @@ def test_train_rl_logs_and_resumes(model_and_tok, tmp_path):
     cfg = rl_cfg(steps=3, save_every=1, dynamic_sampling=False)
     train_rl(model, tok, cfg, task_pools(cfg, (1,), 0), tmp_path, 0, "rl")
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2, 3]
+
+
+def test_train_rl_measures_a_learning_curve_and_resumes_it(model_and_tok, tmp_path):
+    model, tok = model_and_tok
+    run = RunConfig(
+        stages=[], eval=EvalConfig(domains=["math", "logic"], max_new_tokens=8), world=WorldConfig(heldout_per_domain=6)
+    )
+
+    def train(steps: int) -> None:
+        cfg = rl_cfg(steps=steps, save_every=1, dynamic_sampling=False, eval_every=2, eval_tasks=3, eval_samples=2)
+        curve_for = lambda start: LearningCurve(run, cfg, tmp_path, start)  # noqa: E731
+        train_rl(model, tok, cfg, task_pools(cfg, (1,), 0), tmp_path, 0, "rl", curve_for=curve_for)
+
+    train(3)
+    points = read_curve(tmp_path)
+    assert [p["step"] for p in points] == [0, 2, 3]  # before the first step, every 2 steps, after the last
+    assert all(set(p["domains"]) == {"math", "logic"} and p["domains"]["math"]["n"] == 3 for p in points)
+    assert {"greedy", "greedy_ci95", "format", "mean@2"} <= set(points[-1]["domains"]["logic"])
+    assert points[0]["train_s"] == 0 < points[1]["train_s"] <= points[2]["train_s"]
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [0, 1, 2, 3] and "reward" not in rows[0]
+    assert rows[2]["heldout_math"] == points[1]["domains"]["math"]["greedy"] and "heldout_math" not in rows[1]
+    assert "heldout_logic_mean@2" in rows[3]
+
+    train(5)  # resumes from step 2's checkpoint, as after a kill in step 3: step 3's point is dropped, none twice
+    assert [p["step"] for p in read_curve(tmp_path)] == [0, 2, 4, 5]
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [0, 1, 2, 3, 4, 5]

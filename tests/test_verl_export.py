@@ -42,6 +42,7 @@ def test_export_writes_data_settings_and_a_launch_script(export):
     assert rl["actor_rollout_ref.actor.use_kl_loss"] == "false" and rl["algorithm.use_kl_in_reward"] == "false"
     assert rl["algorithm.filter_groups.enable"] == "true" and rl["algorithm.filter_groups.metric"] == "acc"
     assert rl["reward.reward_kwargs.overlong_buffer_cfg.enable"] == "true"
+    assert rl["trainer.test_freq"] == "3" and rl["trainer.val_before_train"] == "false"  # smoke: once, at the end
     assert rl["reward.custom_reward_function.path"] == str(export / "reward.py")
     tags = (export / "rl_math" / "config.yaml").read_text()
     assert "actor_rollout_ref.actor.clip_ratio_high: 0.28  # (paper)" in tags
@@ -160,3 +161,14 @@ def test_every_loss_exports_to_verls_keys(loss, tmp_path):
     assert rl["actor_rollout_ref.actor.loss_scale_factor"] == str(cfg.rl_math.max_new_tokens)
     assert float(rl["actor_rollout_ref.actor.clip_ratio_low"]) == cfg.rl_math.clip_low
     assert (rl["actor_rollout_ref.actor.use_kl_loss"].lower() == "true") == (loss == "grpo")
+
+
+def test_a_learning_curve_exports_as_verls_validation(tmp_path):
+    """eval_every is verl's test_freq (with a validation before training), on the curve's own held-out tasks."""
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", {"rl_math": {"eval_every": 2, "eval_tasks": 3}})
+    cfg.sft.optimizer = "adamw"
+    export_verl(cfg, tmp_path)
+    rl = overrides(tmp_path, "rl_math")
+    assert rl["trainer.test_freq"] == "2" and rl["trainer.val_before_train"] == "true"
+    val = pq.read_table(tmp_path / "rl_math" / "val.parquet").to_pylist()
+    assert len(val) == 3 * len(cfg.eval.domains) and {r["ability"] for r in val} == set(cfg.eval.domains)

@@ -53,7 +53,7 @@ class LearningCurve:
             result, _ = score_domain(model, tokenizer, tasks, domain, self.gen, f"step {step}")
             keys = [*CURVE_KEYS, *(k for k in result if k.startswith("mean@"))]
             domains[domain] = {k: result[k] for k in keys if result.get(k) is not None} | {"n": result["n"]}
-        point = {"step": step, "train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t0, 1)}
+        point = {"step": step, "train_s": round(train_s, 2), "eval_s": round(time.perf_counter() - t0, 2)}
         point["domains"] = domains
         self.points.append(point)
         with self.path.open("a") as f:
