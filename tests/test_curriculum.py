@@ -50,6 +50,9 @@ def test_smoke_curriculum_end_to_end(tmp_path):
     assert [r["step"] for r in rl] == [1, 2, 3]
     assert {"reward", "acc", "entropy", "response_length", "dropped_share", "skill_backtracking"} <= set(rl[-1])
     assert "held-out accuracy after rl_joint" in proc.stdout
+    curve = [json.loads(line) for line in (out / "rl_math" / "curve.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in curve] == [0, 2, 3] and all(set(p["domains"]) == set(DOMAINS) for p in curve)
+    assert (out / "report" / "learning_curves.png").is_file()
     report = (out / "report.md").read_text()  # the run ends with its report card, built from its own files
     assert (out / "report.html").is_file() and (out / "skills.json").is_file()
     evals = {
@@ -120,8 +123,10 @@ def test_kill_during_pretraining_and_rl_then_resume(tmp_path):
     done = mathfirst("run", "--out", out, "--resume", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rl_math: resumed from step" in done.stderr + done.stdout
-    rl_steps = [r["step"] for r in read_metrics(out / "rl_math" / "metrics.jsonl")]
+    rl_steps = [r["step"] for r in read_metrics(out / "rl_math" / "metrics.jsonl") if "reward" in r]
     assert rl_steps == list(range(1, 31))  # no step lost or repeated
+    curve = [json.loads(line)["step"] for line in (out / "rl_math" / "curve.jsonl").read_text().splitlines()]
+    assert curve == list(range(0, 31, 2))  # nor any learning-curve point
     for stage in ("pretrain", "sft", "rl_math", "rl_joint"):
         assert (out / stage / "eval.json").is_file()
 

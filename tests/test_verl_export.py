@@ -42,7 +42,9 @@ def test_export_writes_data_settings_and_a_launch_script(export):
     assert rl["actor_rollout_ref.actor.use_kl_loss"] == "false" and rl["algorithm.use_kl_in_reward"] == "false"
     assert rl["algorithm.filter_groups.enable"] == "true" and rl["algorithm.filter_groups.metric"] == "acc"
     assert rl["reward.reward_kwargs.overlong_buffer_cfg.enable"] == "true"
-    assert rl["trainer.test_freq"] == "3" and rl["trainer.val_before_train"] == "false"  # smoke: once, at the end
+    assert rl["trainer.test_freq"] == "2" and rl["trainer.val_before_train"] == "true"  # smoke: eval_every 2
+    joint = overrides(export, "rl_joint")
+    assert joint["trainer.test_freq"] == "3" and joint["trainer.val_before_train"] == "false"  # once, at the end
     assert rl["reward.custom_reward_function.path"] == str(export / "reward.py")
     tags = (export / "rl_math" / "config.yaml").read_text()
     assert "actor_rollout_ref.actor.clip_ratio_high: 0.28  # (paper)" in tags
