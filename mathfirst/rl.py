@@ -30,7 +30,7 @@ from mathfirst.lora import adapt, finish
 from mathfirst.losses import objective
 from mathfirst.metrics import MetricsLog
 from mathfirst.model import set_checkpointing, trainable
-from mathfirst.packing import micro_batches, prompt_chunks, shared_prompt_logprobs
+from mathfirst.packing import PACKED, attention, micro_batches, prompt_chunks, shared_prompt_logprobs
 from mathfirst.precision import autocast
 from mathfirst.rewards import compute_scores
 from mathfirst.rollout import Rollout, decode, sample
@@ -188,10 +188,11 @@ def update(
             step_stats = dict.fromkeys(("loss", "clip_frac", "ppo_kl", "entropy"), 0.0)
             chunks = prompt_chunks(batch, groups, group_size, cfg.micro_batch_rows)
             for part in micro_batches(batch, chunks, cfg.micro_batch_rows):
-                with autocast(model.device, dtype):
-                    loss, part_stats = part_loss(model, batch, part, ref_model, cfg)
-                share = float(agg_units(batch["mask"][torch.cat(part)], cfg.loss_agg) / units)  # its weight
-                (loss * share).backward()
+                with attention(model, PACKED):  # over the backward too: checkpointed layers recompute packed
+                    with autocast(model.device, dtype):
+                        loss, part_stats = part_loss(model, batch, part, ref_model, cfg)
+                    share = float(agg_units(batch["mask"][torch.cat(part)], cfg.loss_agg) / units)  # its weight
+                    (loss * share).backward()
                 for k, v in part_stats.items():
                     step_stats[k] += v * share
             stats["grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(trainable(model), cfg.grad_clip)))

@@ -47,11 +47,6 @@ def test_the_sft_step_runs_with_the_presets_lora_and_checkpointing_within_the_es
     assert within_the_estimate(sft), sft
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rl.update switches to the packed attention for the forward only: checkpointed layers recompute with SDPA "
-    "in the backward (CheckpointError); packing.attention(model, PACKED) must be held over the backward too",
-)
 def test_the_dapo_step_samples_verifies_and_updates_within_the_estimate(tiny_check):
     dapo = tiny_check[0]["shapes"]["tiny"]["dapo"]
     assert dapo["status"] == "ok", dapo

@@ -11,7 +11,7 @@ from mathfirst.data.loaders import RLPrompt
 from mathfirst.eval.curve import LearningCurve, read_curve
 from mathfirst.losses import objective
 from mathfirst.metrics import read_metrics
-from mathfirst.model import build_tiny_model
+from mathfirst.model import build_tiny_model, set_checkpointing
 from mathfirst.rl import Group, collect_batch, pack, pick_tasks, train_rl, update
 from mathfirst.rollout import Rollout
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
@@ -145,8 +145,10 @@ def test_shared_prompt_micro_batches_give_the_full_batch_update(model_and_tok, l
     torch.optim.SGD(reference.parameters(), lr=1.0).step()
     expected = torch.cat([p.flatten() for p in reference.parameters()])
     assert not torch.equal(expected, torch.cat([p.flatten() for p in model.parameters()]))
-    for rows in (8, 3, 1):
+    for rows, checkpointing in ((8, False), (3, False), (1, False), (3, True)):
         m = copy.deepcopy(model)
+        set_checkpointing(m, checkpointing)  # recomputed in the backward, with the same packed attention
+        m.train(checkpointing)
         cfg_rows = cfg.model_copy(update={"micro_batch_rows": rows})
         optimizer = torch.optim.SGD(m.parameters(), lr=1.0)
         update(m, ref_model, optimizer, batch, 4, cfg_rows, torch.Generator().manual_seed(0))
