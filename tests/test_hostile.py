@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -16,6 +17,7 @@ from test_sandbox import _accept
 
 from mathfirst.rewards import code, compute_scores
 from mathfirst.rewards.code import run_check
+from mathfirst.rewards.harness import check
 from mathfirst.rewards.math_answer import score_many
 from mathfirst.rewards.sandbox import Limits, run_python
 from mathfirst.rewards.workers import deadline_s
@@ -211,3 +213,82 @@ def test_a_batch_of_hostile_programs_and_answers_returns_in_bound(monkeypatch):
     assert all(s["seconds"] < 1 for s in scores[64:]), "pathological answers score 0 before sympy runs"
     healthy = score_many([("\\boxed{\\frac{1}{2}}", "0.5"), ("\\boxed{3}", "4")])
     assert [h["score"] for h in healthy] == [1.0, 0.0]
+
+
+# The program's side speaks the wire itself: it takes `send` and `receive` from the frame that runs it, says it
+# holds `add` (and a module), and answers every call with the reply under test.
+FORGED_WIRE = (
+    "import os, sys\n"
+    "frame = sys._getframe(1)\n"
+    "send, receive = frame.f_globals['send'], frame.f_globals['receive']\n"
+    "requests, replies = frame.f_locals['requests'], frame.f_locals['replies']\n"
+    "names = {{'add': {{'ref': 0}}, 'math': {{'module': 'this'}}, 'hi': {{'module': '__hello__'}}}}\n"
+    "send(replies, {{'globals': names}})\n"
+    "while True:\n"
+    "    try:\n        receive(requests)\n    except EOFError:\n        os._exit(0)\n"
+    "    send(replies, {reply})\n"
+)
+FORGED_REPLIES = {
+    "a module by name": "{'value': {'module': 'this'}}",
+    "a module inside data": "{'value': [{'dict': [[{'module': '__hello__'}, 5]]}, {'module': 'this'}]}",
+    "an exception that is not an Exception": "{'error': ['KeyboardInterrupt', 'stop the trainer']}",
+    "SystemExit": "{'error': ['SystemExit', 0]}",
+    "a dotted name": "{'error': ['os.system', 'echo hi']}",
+    "a name that is not a string": "{'error': [{'module': 'this'}, ['x'] * 100000]}",
+    "an unknown tag": "{'value': {'import': 'this'}}",
+    "a reference for a value": "{'value': {'ref': 0}}",
+}
+PROBES = ("this", "__hello__")
+
+
+@pytest.mark.parametrize("reply", FORGED_REPLIES, ids=list(FORGED_REPLIES))
+def test_names_the_program_sends_are_never_acted_on(reply):
+    """A forged wire names modules to import and exceptions to raise: each scores 0 within the program's limits,
+    and no module it named is imported, here or in the check's process."""
+    assert not any(name in sys.modules for name in PROBES)
+    t0 = time.perf_counter()
+    result = run_check(FORGED_WIRE.format(reply=FORGED_REPLIES[reply]), *ADD, FAST)
+    assert result["score"] == 0.0 and time.perf_counter() - t0 < FAST.wall_s, result
+    assert not any(name in sys.modules for name in PROBES)
+    probe = "import sys\ndef check(_):\n    assert not any(m in sys.modules for m in ('this', '__hello__'))\n"
+    assert run_check("", "__name__", probe, FAST)["score"] == 1.0, "the check's own process imported a probe"
+
+
+def test_protocols_of_the_check_are_not_asked_of_the_program():
+    """Library code looks up protocol names on values (`__array_interface__`, `__deepcopy__`); a program's object
+    answers none of them, so what it returns for them is never acted on."""
+    program = "class Liar:\n    def __getattr__(self, name):\n        return 7\ndef make():\n    return Liar()\n"
+    test = (
+        "def check(make):\n    x = make()\n    assert x.anything == 7\n"
+        "    for name in ('__deepcopy__', '__array_interface__', '__float__'):\n"
+        "        assert not hasattr(x, name), name\n"
+    )
+    assert run_check(program, "make", test, FAST)["score"] == 1.0
+
+
+def test_modules_the_check_holds_reach_the_test_and_others_stay_with_the_program():
+    """`math` from the program's globals is the check's own (a patched copy does not cross); `os` stays the
+    program's, a reference."""
+    program = "import math, os\nmath.sqrt = lambda x: 3\ndef root(x):\n    return math.sqrt(x)\n"
+    test = (
+        "def check(root):\n    assert math.sqrt(16) == 4 and root(16) == 3\n"
+        "    assert not isinstance(os, type(math)) and os.getcwd() == '/work'\n"
+    )
+    assert run_check(program, "root", test, FAST)["score"] == 1.0
+
+
+def test_a_check_that_hangs_is_cut_at_its_deadline(tmp_path, monkeypatch):
+    """A trusted test stuck in C, holding the GIL: the trainer gets a 0 at the check's deadline, the check's
+    process is gone, and the next check runs."""
+    monkeypatch.setattr(check, "DEADLINE_S", 2.0)
+    pid = tmp_path / "pid"
+    test = (
+        f"import os\ndef check(add):\n    open({str(pid)!r}, 'w').write(str(os.getpid()))\n"
+        "    assert add(2, 3) == 5\n    sum(range(10 ** 15))\n"
+    )
+    t0 = time.perf_counter()
+    result = run_check("def add(a, b):\n    return a + b\n", "add", test, FAST)
+    assert result["score"] == 0.0 and "deadline" in result["reason"], result
+    assert time.perf_counter() - t0 < 2.0 + 1.5
+    assert int(pid.read_text()) != os.getpid() and not Path(f"/proc/{pid.read_text()}").exists()
+    assert run_check("def add(a, b):\n    return a + b\n", *ADD, FAST)["score"] == 1.0

@@ -320,10 +320,13 @@ class Running:
         other one in it; `unshare` then reaps it and exits (killing `unshare` too would leave the reaping to
         the host's init, which may take seconds)."""
         children = f"/proc/{self.proc.pid}/task/{self.proc.pid}/children"
-        try:
-            pids = [int(pid) for pid in open(children).read().split()] if self.isolated else []
-        except OSError:
-            pids = []
+        pids = []
+        if self.isolated:
+            try:
+                with open(children) as f:
+                    pids = [int(pid) for pid in f.read().split()]
+            except OSError:
+                pass
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)

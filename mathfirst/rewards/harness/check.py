@@ -1,103 +1,93 @@
-"""The trusted check, in the verifier's own process: the test runs against references to the program's
-functions, which call into the program's sandbox over pipes and get back only what JSON decodes to: genuine
-builtins, or opaque references that equal only themselves. Nothing the program does reaches this process
-but those messages, so frame tricks, always-equal objects, patched builtins and early exits cannot pass."""
+"""The trusted check's bound (the check itself is trusted.py). Each check runs in a check process, started here
+with wire.py's and trusted.py's text, and the trainer waits for its verdict until a deadline, never past it: a
+check that hangs, in Python or in C, is killed with its process group (which closes its ends of the program's
+pipes, so the program reads EOF and exits), and the next check gets a fresh process. Idle check processes are
+kept for later checks; each ends when the trainer exits, or within a second of the trainer's death."""
 
 from __future__ import annotations
 
-import builtins
-import importlib
+import atexit
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
-from mathfirst.rewards.harness.wire import decode, encode, receive, send
+from mathfirst.rewards.harness.wire import error, receive, send
 
-
-class RemoteError(Exception):
-    """The program raised an exception that is not one of Python's own."""
-
-
-class Program:
-    """The program under test, at the other end of two pipes."""
-
-    def __init__(self, requests: int, replies: int):
-        self.requests, self.replies = requests, replies
-
-    def ask(self, request: dict):
-        send(self.requests, request)
-        reply = receive(self.replies)
-        if "error" in reply:
-            name, message = reply["error"]
-            kind = getattr(builtins, str(name), None)
-            if isinstance(kind, type) and issubclass(kind, Exception):
-                raise kind(str(message))
-            raise RemoteError(f"{name}: {message}")
-        return self.decode(reply["value"])
-
-    def decode(self, v):
-        return decode(v, self.tagged)
-
-    def tagged(self, tag: str, x):
-        if tag == "ref":
-            return Remote(self, int(x))
-        if tag == "module":
-            return importlib.import_module(str(x))
-        raise ValueError(f"unknown tag {tag!r}")
+HERE = Path(__file__).parent
+CHECK_SIDE = (HERE / "wire.py").read_text() + "\n" + (HERE / "trusted.py").read_text()
+DEADLINE_S = 15.0  # a check's bound: the program's default wall clock (10 s) and 5 s for the test's own work
 
 
-class Remote:
-    """An object of the program under test; it equals only itself."""
+class CheckProcess:
+    """A process that runs checks one at a time (trusted.serve_checks), told what to check over a Unix socket."""
 
-    __slots__ = ("program", "ref")
+    def __init__(self):
+        self.channel, theirs = socket.socketpair()
+        command = [sys.executable, "-I", "-c", f"{CHECK_SIDE}\nserve_checks({theirs.fileno()})\n"]
+        quiet = subprocess.DEVNULL  # what a test prints goes nowhere
+        self.proc = subprocess.Popen(
+            command, pass_fds=(theirs.fileno(),), stdin=quiet, stdout=quiet, stderr=quiet, start_new_session=True
+        )
+        theirs.close()
 
-    def __init__(self, program: Program, ref: int):
-        object.__setattr__(self, "program", program)
-        object.__setattr__(self, "ref", ref)
-
-    def operate(self, op: str, args: list, kwargs: dict | None = None):
-        args, kwargs = encode(args, reference), encode(kwargs or {}, reference)
-        return self.program.ask({"op": op, "ref": self.ref, "args": args, "kwargs": kwargs})
-
-    def __call__(self, *args, **kwargs):
-        return self.operate("call", list(args), kwargs)
-
-    def __getattr__(self, name: str):
-        return self.program.ask({"op": "getattr", "ref": self.ref, "name": name})
-
-    def __repr__(self) -> str:
-        return f"<object #{self.ref} of the program under test>"
-
-    # len(x), iter(x), x[i]...: Python looks these up on the type, so each is one remote operation
-    def __len__(self):
-        return self.operate("len", [])
-
-    def __iter__(self):
-        return self.operate("iter", [])
-
-    def __next__(self):
-        return self.operate("next", [])
-
-    def __getitem__(self, key):
-        return self.operate("getitem", [key])
-
-    def __contains__(self, item):
-        return self.operate("contains", [item])
-
-
-def reference(x):
-    if type(x) is Remote:
-        return {"ref": x.ref}
-    raise TypeError(f"the check cannot pass a {type(x).__name__} to the program under test")
-
-
-def run_test(test: str, entry_point: str, requests: int, replies: int) -> None:
-    """Run `test`'s `check(entry_point)` against the program; returns only when the test passed."""
-    program = Program(requests, replies)
-    hello = receive(replies)
-    scope = {}
-    for name, value in hello["globals"].items():
+    def check(self, test: str, entry_point: str, requests: int, replies: int, deadline_s: float) -> dict:
+        """The verdict on `test` against the program at the other end of `requests` and `replies`."""
+        socket.send_fds(self.channel, [b"c"], [requests, replies])
+        send(self.channel.fileno(), {"test": test, "entry_point": entry_point})
+        if not select.select([self.channel], [], [], deadline_s)[0]:
+            raise TimeoutError(f"the check ran past its deadline ({deadline_s:g} s)")
         try:
-            scope[str(name)] = program.decode(value)
-        except ImportError:
+            return receive(self.channel.fileno())
+        except EOFError:
+            raise RuntimeError("the check's process ended during the check") from None
+
+    def close(self) -> None:
+        """Kill the process and whatever its test started."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
-    scope |= {"__name__": "__main__", "__builtins__": builtins}
-    exec(compile(test, "test.py", "exec"), scope)
-    scope["check"](scope[entry_point])
+        self.proc.wait()
+        self.channel.close()
+
+
+_idle: list[CheckProcess] = []
+_lock = threading.Lock()
+
+
+def _take() -> CheckProcess:
+    """An idle check process that is still alive, or a new one."""
+    with _lock:
+        while _idle:
+            process = _idle.pop()
+            if process.proc.poll() is None:
+                return process
+            process.close()
+    return CheckProcess()
+
+
+@atexit.register
+def _close_idle() -> None:
+    with _lock:
+        while _idle:
+            _idle.pop().close()
+
+
+def run_test(test: str, entry_point: str, requests: int, replies: int, deadline_s: float | None = None) -> None:
+    """Run `test`'s `check(entry_point)` against the program in a check process; returns only when the test
+    passed, else raises what ended it, or TimeoutError at the deadline (`DEADLINE_S` unless given)."""
+    process = _take()
+    try:
+        verdict = process.check(test, entry_point, requests, replies, deadline_s or DEADLINE_S)
+    except BaseException:
+        process.close()
+        raise
+    with _lock:
+        _idle.append(process)
+    if "error" in verdict:
+        raise error(*verdict["error"])

@@ -1,9 +1,10 @@
 """The program under test's side: run the program, then answer the check's calls into it. Every value sent
-back is plain data (JSON with tags for tuples, sets, dicts, bytes, complex); any other object stays here and
-crosses as an opaque reference. Nothing here is trusted: the check decodes only JSON, so whatever this side
-does (frame tricks, always-equal objects, int subclasses, early exits) cannot produce a pass."""
+back is plain data (JSON with tags for tuples, sets, dicts, bytes, complex, and the names of modules the check
+holds itself); any other object stays here and crosses as an opaque reference. Nothing here is trusted: the
+check decodes only JSON, so whatever this side does (frame tricks, always-equal objects, int subclasses, early
+exits, forged messages) cannot produce a pass."""
 
-# ruff: noqa: F821 - send, receive, encode and decode come from wire.py, which precedes this text in the sandbox
+# ruff: noqa: F821 - send, receive, encode, decode, SHARED_MODULES and MAX_TEXT come from wire.py, which precedes this text in the sandbox
 
 
 def serve_program(program: str) -> None:
@@ -18,7 +19,7 @@ def serve_program(program: str) -> None:
     refs: list = []
 
     def reference(x):
-        if type(x) is types.ModuleType:
+        if type(x) is types.ModuleType and x.__name__ in SHARED_MODULES:
             return {"module": x.__name__}
         refs.append(x)
         return {"ref": len(refs) - 1}
@@ -54,5 +55,5 @@ def serve_program(program: str) -> None:
                 value = op(*args, **decode(request["kwargs"], dereference))
             reply = {"value": encode(value, reference)}
         except BaseException as e:  # noqa: BLE001 - every failure goes back to the check as an error
-            reply = {"error": [type(e).__name__, str(e)[:2000]]}
+            reply = {"error": [type(e).__name__, str(e)[:MAX_TEXT]]}
         send(replies, reply)

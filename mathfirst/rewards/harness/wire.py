@@ -1,11 +1,45 @@
 """The wire between the program under test and the trusted check: messages are length-prefixed JSON. Stdlib
-only: the check imports it, and its text runs in the sandbox ahead of program.py."""
+only: its text runs ahead of program.py in the sandbox and ahead of trusted.py in the check's process, and the
+trainer imports it (check.py)."""
 
+import builtins
 import json
 import os
 import struct
 
 MAX_MESSAGE = 64 * 2**20  # bytes; a longer message ends the check (it fails)
+MAX_TEXT = 2000  # characters of an error's message that cross
+# Modules the check holds itself: a program's module of one of these names stands for the check's own copy (a
+# test may use the `math` its program imported); any other module stays with the program, as a reference.
+SHARED_MODULES = ("bisect", "cmath", "collections", "copy", "decimal", "fractions", "functools", "hashlib")
+SHARED_MODULES += ("heapq", "itertools", "json", "math", "operator", "random", "re", "statistics", "string", "typing")
+
+
+class CrossedError(Exception):
+    """An error from the other side that is not one of Python's own exceptions."""
+
+
+def _plain_exceptions() -> dict[str, type]:
+    """Python's own exceptions that take one message, and CrossedError: all an error from the wire becomes."""
+    kinds = {}
+    for name, kind in vars(builtins).items():
+        if isinstance(kind, type) and issubclass(kind, Exception):
+            try:
+                kind("message")
+            except TypeError:
+                continue
+            kinds[name] = kind
+    return kinds | {"CrossedError": CrossedError}
+
+
+EXCEPTIONS = _plain_exceptions()
+
+
+def error(name: object, message: object) -> Exception:
+    """The exception an error message stands for: one of `EXCEPTIONS`, else a `CrossedError` naming it."""
+    kind = EXCEPTIONS.get(name) if type(name) is str else None
+    text = str(message)[:MAX_TEXT]
+    return kind(text) if kind else CrossedError(f"{str(name)[:100]}: {text}")
 
 
 def send(fd: int, message: object) -> None:
