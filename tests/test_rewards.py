@@ -28,16 +28,18 @@ def test_only_the_final_boxed_answer_counts():
     assert compute_score("tiny/math", "the answer is 7", "7")["acc"] is False
 
 
-def test_code_runs_the_last_block_against_its_tests():
+def test_code_runs_the_later_definition_against_its_tests():
     good = "```python\ndef f(x):\n    return x - 1\n```\n```python\ndef f(x):\n    return 2 * x\n```"
-    assert last_code_block(good).strip().endswith("2 * x")
+    assert last_code_block(good).strip().endswith("2 * x")  # what stdin/stdout programs and CRUXEval read
     assert compute_score("tiny/code", good, TESTS)["score"] == 1.0
     assert compute_score("tiny/code", "def f(x):\n    return x", TESTS)["score"] == 0.0
 
 
 def test_code_that_exits_early_scores_zero():
     for trick in ("import os\nos._exit(0)", "raise SystemExit(0)", "print('PASSED')\nimport sys\nsys.exit(0)"):
-        assert compute_score("tiny/code", f"def f(x):\n    return 0\n{trick}", TESTS)["score"] == 0.0
+        setup = "def setup():\n" + "".join(f"    {line}\n" for line in trick.splitlines())
+        program = f"{setup}K = setup()\ndef f(x):\n    return K\n"  # f reads K, so the trick runs on loading
+        assert compute_score("tiny/code", program, TESTS)["score"] == 0.0
 
 
 def test_batch_scoring_keeps_order():

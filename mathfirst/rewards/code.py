@@ -1,11 +1,14 @@
 """Execution-based code verification in the sandbox.
 
-`ground_truth` is JSON in one of two forms:
+`ground_truth` is JSON in one of three forms:
 - HumanEval style `{"entry_point": ..., "test": ..., "prompt"?: ...}`: the test defines `check(candidate)`;
-  with a prompt, the program is prompt + "\n" + code, as HumanEval's harness runs it;
+  with a prompt, the prompt's code comes first, as HumanEval's harness runs prompt + completion;
 - stdin/stdout style `{"inputs": [...], "outputs": [...]}` (Guru, LiveCodeBench): one run per case;
 - `{"functional": ...}`: a test script that runs after the program (Guru's LeetCode-style problems).
-The program is the last fenced python block of the response (the whole response when there is none).
+With an entry point (the first and third forms), the program is what a user takes from the answer: its code
+blocks run in order, later definitions winning, kept to what the entry point and the test need (`sanitize.py`).
+Without one (stdin/stdout), the top-level code is the program, so it is the last fenced python block (the whole
+response when there is none): a later block is a rewrite, and example usage cannot be told from the program.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from pathlib import Path
 from mathfirst.rewards.answers import final_answer
 from mathfirst.rewards.harness.check import run_test
 from mathfirst.rewards.sandbox import Limits, run_python, start_python
+from mathfirst.rewards.sanitize import sanitize
 
 FENCE = re.compile(r"```(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL)
 
 LIMITS = Limits()  # each program's: wall clock, CPU, memory, processes, what it may write
 HARNESS = Path(__file__).parent / "harness"
 PROGRAM_SIDE = (HARNESS / "wire.py").read_text() + "\n" + (HARNESS / "program.py").read_text()  # the sandbox's
+NO_PROGRAM = {"score": 0.0, "acc": False, "reason": "the answer's code defines nothing the test calls"}
 
 
 def last_code_block(text: str) -> str:
@@ -93,16 +98,16 @@ def _verdict(ok: bool, result) -> dict:
 
 def score_code(solution: str, ground_truth: str) -> dict:
     spec = json.loads(ground_truth)
-    program = last_code_block(solution)
     if "entry_point" in spec and "test" in spec:
-        # HumanEval runs prompt + completion: the prompt's imports count, a full rewrite of the function wins
-        program = spec.get("prompt", "") + "\n" + program if spec.get("prompt") else program
-        return run_check(program, spec["entry_point"], spec["test"], LIMITS)
+        # HumanEval runs prompt + completion: the prompt's definitions count, a full rewrite of the function wins
+        program = sanitize(solution, spec["entry_point"], spec["test"], spec.get("prompt", ""))
+        return run_check(program, spec["entry_point"], spec["test"], LIMITS) if program else dict(NO_PROGRAM)
     if "inputs" in spec and "outputs" in spec:
-        return run_io(program, spec["inputs"], spec["outputs"], LIMITS)
+        return run_io(last_code_block(solution), spec["inputs"], spec["outputs"], LIMITS)
     if "functional" in spec:  # a test script run after the program (Guru, LeetCode style)
         test = "def check(_):\n" + "".join(f"    {line}\n" for line in spec["functional"].splitlines())
-        return run_check(program, "__name__", test, LIMITS)
+        program = sanitize(solution, "__name__", test)
+        return run_check(program, "__name__", test, LIMITS) if program else dict(NO_PROGRAM)
     raise ValueError("code ground_truth needs {entry_point, test}, {inputs, outputs} or {functional}")
 
 
