@@ -3,7 +3,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mathfirst.rewards import compute_score, compute_scores
+from mathfirst.rewards import compute_score, compute_scores, in_answer_format
 from mathfirst.rewards.answers import last_boxed
 from mathfirst.rewards.code import last_code_block
 from mathfirst.rewards.rules import answers_match
@@ -103,3 +103,14 @@ def test_multiple_choice_takes_the_final_letter():
     assert compute_score("mmlu_stem", "\\boxed{B) 3 kg}", "B")["score"] == 1.0
     hedge = compute_score("gpqa", "\\boxed{A or B}", "A")
     assert hedge["verifier"] == "choice" and hedge["score"] == 0.0
+
+
+def test_answer_format_is_what_the_verifier_could_read():
+    """A wrong answer in the verifier's form is in format; no final answer, or code defining nothing the test
+    calls, is not."""
+    wrong = compute_score("tiny/math", "\\boxed{5}", "7")
+    assert wrong["score"] == 0.0 and in_answer_format(wrong)
+    assert not in_answer_format(compute_score("tiny/math", "it is 7", "7"))
+    assert in_answer_format(compute_score("math", "Answer: 8", "7"))
+    assert in_answer_format(compute_score("tiny/code", "```python\ndef f(x):\n    return x\n```", TESTS))
+    assert not in_answer_format(compute_score("tiny/code", "```python\nprint(f(2))\n```", TESTS))

@@ -70,11 +70,11 @@ def score_domain(
             items.append((t.data_source, text, t.ground_truth, {**t.extra_info, "ability": domain}))
             owners.append((t, "greedy" if j == 0 else "sample", text))
     scores = compute_scores(items)
-    greedy_scores = [(sc, text) for sc, (_, kind, text) in zip(scores, owners) if kind == "greedy"]
+    greedy_scores = [sc for sc, (_, kind, _) in zip(scores, owners) if kind == "greedy"]
     sample_acc = [sc["score"] for sc, (_, kind, _) in zip(scores, owners) if kind == "sample"]
     per_task = [sum(sample_acc[i * k : (i + 1) * k]) / k for i in range(len(tasks))] if k else []
-    greedy_acc = [sc["score"] for sc, _ in greedy_scores]
-    formatted = [sc["score"] for sc, text in greedy_scores if in_answer_format(sc, text)]
+    greedy_acc = [sc["score"] for sc in greedy_scores]
+    formatted = [sc["score"] for sc in greedy_scores if in_answer_format(sc)]
     result = {
         "n": len(tasks),
         "greedy": round(sum(greedy_acc) / len(greedy_acc), 4),
@@ -97,7 +97,7 @@ def score_domain(
             "response": text,
             "score": sc["score"],
             "pred": sc.get("pred"),
-            "in_format": in_answer_format(sc, text),
+            "in_format": in_answer_format(sc),
             "skills": detect_skills(text),
         }
         for sc, (t, kind, text) in zip(scores, owners)

@@ -11,7 +11,7 @@ from typing import Any
 from mathfirst.data.gym import SOURCE_PREFIX as GYM_PREFIX
 from mathfirst.data.gym import score_gym
 from mathfirst.rewards.answers import final_answer
-from mathfirst.rewards.code import FENCE, score_code, score_output_prediction
+from mathfirst.rewards.code import NO_PROGRAM, score_code, score_output_prediction
 from mathfirst.rewards.judge import Judge, JudgeUnavailable, score_judged
 from mathfirst.rewards.math_answer import score_many, score_math
 from mathfirst.rewards.rules import score_boxed
@@ -99,12 +99,12 @@ def dapo_score(data_source: str, solution_str: str, ground_truth: str, extra_inf
     return {**result, "score": 1.0 if right else -1.0, "acc": float(right), "pred": str(result.get("pred"))}
 
 
-def in_answer_format(result: dict, solution: str) -> bool:
+def in_answer_format(result: dict) -> bool:
     """Whether a scored response gave its answer in the form its verifier reads: a final answer the verifier
-    could extract (`pred`), or for code, a fenced code block."""
+    could extract (`pred`), or for code, a program that defines what the test calls."""
     if "pred" in result:
         return result["pred"] is not None
-    return result.get("verifier") != "code" or FENCE.search(solution) is not None
+    return result.get("reason") != NO_PROGRAM["reason"]
 
 
 def compute_scores(items: list[tuple[str, str, str, dict | None]], workers: int = 4) -> list[dict]:
