@@ -1,6 +1,6 @@
-"""Training metrics: append-only JSONL (always; safe to resume: lines past the resumed step are dropped), and
-the same names to TensorBoard (`<stage>/tensorboard/`) and Weights & Biases (offline unless WANDB_MODE says
-otherwise) when the config's `log:` asks for them."""
+"""Training metrics: append-only JSONL (always; safe to resume: lines past the resumed step are dropped, the file
+replaced whole), and the same names to TensorBoard (`<stage>/tensorboard/`) and Weights & Biases (offline unless
+WANDB_MODE says otherwise) when the config's `log:` asks for them. A full disk stops the run with one line."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mathfirst.checkpoint import DiskFull, disk_full, write_text_atomic
+
 LOGGERS = ("jsonl", "tensorboard", "wandb")
 
 
@@ -19,7 +21,7 @@ class MetricsLog:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         kept = [r for r in read_metrics(path) if r.get("step", 0) <= resume_step] if resume_step else []
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
         self.tensorboard = self.wandb = None
         if "tensorboard" in loggers:
             from torch.utils.tensorboard import SummaryWriter
@@ -37,8 +39,16 @@ class MetricsLog:
 
     def log(self, step: int, **values: Any) -> None:
         record = {"step": step, "time": round(time.time(), 3), **values}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            if disk_full(e):
+                raise DiskFull(
+                    f"the disk is full: {self.path} could not be written at step {step}; the last checkpoint is "
+                    "intact. Free some space, then run again with --resume"
+                ) from None
+            raise
         scalars = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if self.tensorboard is not None:
             for key, value in scalars.items():
