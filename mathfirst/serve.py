@@ -1,11 +1,14 @@
 """An OpenAI-compatible HTTP server for a checkpoint: /v1/models, /v1/completions, /v1/chat/completions (with
 streaming) and /health. For trying a trained model, for `mathfirst eval --model http://...`, and for the judge.
 Concurrent requests are sampled together (batcher.py); each is checked against the model's context, the
-server's limits and its memory budget before anything is allocated for it, and errors take OpenAI's shape."""
+server's limits and its memory budget before anything is allocated for it, and errors take OpenAI's shape.
+Every request must arrive whole in time and within MAX_BODY_BYTES, whatever its framing (BodyGuard,
+TimelyH11), so a client that sends too much, too slowly or never cannot hold the server or block others."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import os
@@ -22,12 +25,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Literal
 
+import h11
 import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from mathfirst.batcher import Batcher, Job, Refused
 from mathfirst.config import ServeSettings
@@ -37,8 +44,10 @@ from mathfirst.rollout import Rollout
 
 DEFAULT_MAX_TOKENS = 256  # when a request names none (and the context leaves room for it)
 MAX_BODY_BYTES = 4 * 2**20
+READ_TIMEOUT_S = 30.0  # for a request's head to arrive whole, and then for its body
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-               413: "invalid_request_error", 429: "rate_limit_error", 503: "server_error", 504: "timeout"}  # fmt: skip
+               408: "timeout", 413: "invalid_request_error", 429: "rate_limit_error", 503: "server_error",
+               504: "timeout"}  # fmt: skip
 
 
 class CompletionRequest(BaseModel):
@@ -82,7 +91,12 @@ def sampler_budget(model: torch.nn.Module, memory_gb: float | None) -> int:
     return free // 2
 
 
-def create_app(checkpoint: str | Path, model_id: str | None = None, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(
+    checkpoint: str | Path,
+    model_id: str | None = None,
+    settings: ServeSettings | None = None,
+    read_timeout_s: float = READ_TIMEOUT_S,
+) -> FastAPI:
     settings = settings or ServeSettings()
     api_key = settings.api_key or os.environ.get("MATHFIRST_API_KEY") or None
     model, tokenizer = load_model(checkpoint)
@@ -101,6 +115,9 @@ def create_app(checkpoint: str | Path, model_id: str | None = None, settings: Se
         batcher.close()
 
     app = FastAPI(title="mathfirst serve", lifespan=lifespan)
+    # Added first, so inside `guard` below: the key is checked before any body is read, and BodyGuard's errors
+    # reach FastAPI's handlers as they are (BaseHTTPMiddleware would wrap them in exception groups)
+    app.add_middleware(BodyGuard, limit=MAX_BODY_BYTES, timeout_s=read_timeout_s)
 
     @app.exception_handler(Refused)
     async def refused(_: Request, e: Refused) -> JSONResponse:
@@ -118,14 +135,11 @@ def create_app(checkpoint: str | Path, model_id: str | None = None, settings: Se
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        """The API key on every route but /health, and a bound on the body's size."""
+        """The API key on every route but /health."""
         if api_key and request.url.path != "/health":
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
                 return error(401, "missing or incorrect API key (send 'Authorization: Bearer KEY')", "invalid_api_key")
-        length = request.headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-            return error(413, f"the request body is over {MAX_BODY_BYTES // 2**20} MiB")
         return await call_next(request)
 
     def check_model(requested: str | None) -> None:
@@ -268,6 +282,112 @@ def finish(rollout: Rollout) -> str:
     return "length" if rollout.truncated else "stop"
 
 
+class BodyGuard:
+    """Every request body bounded, whatever its framing: over `limit` bytes, declared (Content-Length) or counted
+    as chunks arrive, is a 413; not whole `timeout_s` after the request's head, a 408. Either way the rest is
+    never read."""
+
+    def __init__(self, app: ASGIApp, limit: int, timeout_s: float):
+        self.app, self.limit, self.timeout_s = app, limit, timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await self.too_large()(scope, receive, send)
+        loop = asyncio.get_running_loop()
+        deadline, received, whole = loop.time() + self.timeout_s, 0, False
+
+        async def bounded() -> Message:
+            nonlocal received, whole
+            if whole:  # the body is in: later calls wait for a disconnect, as long as a stream lasts
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise HTTPException(408, f"the request body did not arrive within {self.timeout_s:g} s") from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                whole = not message.get("more_body", False)
+                if received > self.limit:
+                    raise HTTPException(413, self.too_large_message())
+            return message
+
+        await self.app(scope, bounded, send)
+
+    def too_large_message(self) -> str:
+        return f"the request body is over {self.limit // 2**20} MiB"
+
+    def too_large(self) -> JSONResponse:
+        return error(413, self.too_large_message())
+
+
+class TimelyH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline on each request's head: a client that connects, or finishes a
+    request, and then sends the next head slowly or never is disconnected `head_timeout_s` later. A request
+    answered before its body was read whole ends its connection (uvicorn would go on reading the rest)."""
+
+    def __init__(self, *args, head_timeout_s: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.head_timeout_s = head_timeout_s
+        self.head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.wait_for_head()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # the head is in; BodyGuard bounds the body
+            self.cancel_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.transport.is_closing():
+            return
+        if self.conn.their_state is h11.SEND_BODY:  # answered before its body was read (413, 408, 401): no more
+            self.transport.close()
+        else:
+            self.wait_for_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.cancel_deadline()
+        super().connection_lost(exc)
+
+    def wait_for_head(self) -> None:
+        self.cancel_deadline()
+        self.head_deadline = self.loop.call_later(self.head_timeout_s, self.too_slow)
+
+    def cancel_deadline(self) -> None:
+        if self.head_deadline is not None:
+            self.head_deadline.cancel()
+            self.head_deadline = None
+
+    def too_slow(self) -> None:
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
+def make_server(
+    checkpoint: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    model_id: str | None = None,
+    settings: ServeSettings | None = None,
+    read_timeout_s: float = READ_TIMEOUT_S,
+):
+    """The uvicorn server `serve` runs (a test may run it in a thread, with shorter timeouts)."""
+    import uvicorn
+
+    settings = settings or ServeSettings()
+    app = create_app(checkpoint, model_id, settings, read_timeout_s)
+    protocol = functools.partial(TimelyH11, head_timeout_s=read_timeout_s)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", http=protocol,
+                            timeout_graceful_shutdown=int(settings.request_timeout_s))  # fmt: skip
+    return uvicorn.Server(config)
+
+
 def serve(
     checkpoint: str | Path,
     host: str = "127.0.0.1",
@@ -276,11 +396,7 @@ def serve(
     settings: ServeSettings | None = None,
 ) -> None:
     """Run the server until SIGINT/SIGTERM; on shutdown, requests in flight get up to the request timeout."""
-    import uvicorn
-
-    settings = settings or ServeSettings()
-    app = create_app(checkpoint, model_id, settings)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(settings.request_timeout_s))
+    make_server(checkpoint, host, port, model_id, settings).run()
 
 
 def launch(checkpoint: str | Path, *options: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:

@@ -3,8 +3,11 @@
 import json
 import os
 import random
+import select
 import signal
 import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +23,7 @@ from mathfirst.model import build_tiny_model, load_model, save_model
 from mathfirst.rewards import compute_score
 from mathfirst.rewards.judge import Judge, JudgeUnavailable, parse_verdict, score_judged
 from mathfirst.rollout import sample
-from mathfirst.serve import launch
+from mathfirst.serve import launch, make_server
 from mathfirst.sft import encode_chats, train
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
 
@@ -303,3 +306,90 @@ def test_the_judge_resists_injection(tmp_path):
         proc.terminate()
         proc.wait(timeout=20)
     assert parse_verdict("YES, and ignore the rest") is None and parse_verdict("**YES**") is True
+
+
+def raw_request(url: str) -> socket.socket:
+    """A TCP connection to the server behind `url` (…/v1)."""
+    host, port = url.removeprefix("http://").removesuffix("/v1").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def read_to_close(s: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    reply = b""
+    while chunk := s.recv(65536):
+        reply += chunk
+    return reply
+
+
+def test_a_chunked_body_is_bounded_like_a_declared_one(server):
+    """A chunked body (no Content-Length) of up to 300 MiB: the server answers 413 once it has read 4 MiB, reads
+    no more, and its memory does not grow with what the client sends."""
+    url, _, proc = server
+    process = psutil.Process(proc.pid)
+    before = process.memory_info().rss
+    head = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    chunk = b"100000\r\n" + b" " * 2**20 + b"\r\n"
+    with raw_request(url) as s:
+        s.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+        s.settimeout(2)
+        sent = 0
+        try:
+            while sent < 300 and not select.select([s], [], [], 0)[0]:
+                s.sendall(chunk)
+                sent += 1
+        except OSError:  # the server stopped reading, or closed the connection
+            pass
+        s.settimeout(10)
+        reply = s.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b"over 4 MiB" in reply and sent < 300, sent
+    assert process.memory_info().rss - before < 64 * 2**20
+    assert health(url)["status"] == "ok"
+
+
+def test_slow_and_half_open_clients_time_out_and_block_no_one(tmp_path):
+    """Clients that connect and send nothing, half a head, or half a body (declared or chunked), 40 of each:
+    others are answered at once all along, and each slow one is cut off at the read timeout (a body with a 408)."""
+    path = tmp_path / "tiny"
+    tok = train_tokenizer(CORPUS, 400)
+    save_model(build_tiny_model(ModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1), tok, 0), tok,
+               path)  # fmt: skip
+    port = free_port()
+    server = make_server(path, port=port, read_timeout_s=1.5)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}/v1"
+    while not server.started:
+        time.sleep(0.05)
+    body = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    stalls = {
+        "nothing": b"",
+        "half a head": b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n",
+        "half a declared body": body + b'Content-Length: 100\r\n\r\n{"messages": ',
+        "half a chunked body": body + b'Transfer-Encoding: chunked\r\n\r\nd\r\n{"messages": \r\n',
+    }
+    try:
+        slow = []
+        for kind, data in stalls.items():
+            for _ in range(40):
+                s = raw_request(url)
+                s.sendall(data)
+                slow.append((kind, s))
+        t0 = time.perf_counter()
+        for _ in range(3):  # others are served while the slow ones hang
+            assert health(url)["status"] == "ok" and time.perf_counter() - t0 < 1.2
+        assert post(f"{url}/chat/completions", chat_body("Compute 1 + 2.", max_tokens=2))[0] == 200
+        for kind, s in slow:
+            s.settimeout(max(0.1, t0 + 5 - time.perf_counter()))
+            reply = read_to_close(s)  # b"" when the server closed it at once; a timeout here fails the test
+            if "body" in kind:
+                assert reply.startswith(b"HTTP/1.1 408") and b"did not arrive within 1.5 s" in reply, (kind, reply)
+            else:
+                assert reply == b"", (kind, reply)
+            s.close()
+        assert time.perf_counter() - t0 < 5
+        assert health(url)["status"] == "ok"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
