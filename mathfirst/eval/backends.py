@@ -7,6 +7,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from mathfirst.data.loaders import DataError, check_model_folder
 from mathfirst.endpoint import CONCURRENCY, EndpointError, call_endpoint
 from mathfirst.rollout import decode, generate, sample
 from mathfirst.tokenizer import chat_prompt_ids
@@ -126,6 +127,8 @@ def make_backend(model: str, backend: str | None = None, served_model: str | Non
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "http":
         return HTTPBackend(model, served_model)
-    if not os.path.isfile(os.path.join(model, "config.json")):
-        raise BackendError(f"not a Hugging Face model folder (no config.json): {model}")
+    try:
+        check_model_folder(model, "--model")
+    except DataError as e:
+        raise BackendError(str(e)) from None
     return {"local": LocalBackend, "hf": HFGenerateBackend, "vllm": VLLMBackend}[backend](model)
