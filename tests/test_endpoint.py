@@ -16,10 +16,11 @@ class Handler(BaseHTTPRequestHandler):
         Handler.hits.append((self.path, self.headers.get("Authorization")))
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         flaky = self.path == "/flaky" and len([h for h in Handler.hits if h[0] == "/flaky"]) < 2
-        status = 400 if self.path == "/bad" else 503 if flaky or self.path == "/down" else 200
+        status = 400 if self.path in ("/bad", "/refuse") else 503 if flaky or self.path == "/down" else 200
         self.send_response(status)
         self.end_headers()
-        self.wfile.write(json.dumps({"echo": body}).encode())
+        refusal = {"error": {"message": "too long", "code": "context_length_exceeded"}}
+        self.wfile.write(json.dumps(refusal if self.path == "/refuse" else {"echo": body}).encode())
 
     def log_message(self, *args):
         pass
@@ -46,3 +47,13 @@ def test_a_bad_request_is_not_retried_and_a_dead_server_names_itself(url):
     assert len(Handler.hits) == 1
     with pytest.raises(EndpointError, match="/down failed after 2 tries: HTTP 503"):
         call_endpoint(f"{url}/down", {}, retries=1)
+
+
+def test_a_refusal_carries_its_status_and_error_object(url):
+    """What the HTTP backend reads to fit a request to the server's context."""
+    with pytest.raises(EndpointError) as refused:
+        call_endpoint(f"{url}/refuse", {})
+    assert refused.value.status == 400 and refused.value.error["code"] == "context_length_exceeded"
+    with pytest.raises(EndpointError) as bad:
+        call_endpoint(f"{url}/bad", {}, retries=0)
+    assert bad.value.status == 400 and bad.value.error == {}

@@ -393,3 +393,33 @@ def test_slow_and_half_open_clients_time_out_and_block_no_one(tmp_path):
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def test_http_eval_fits_the_served_context_as_the_local_backend_does(tmp_path, capfd):
+    """A model with a 384-token context served by `mathfirst serve` and asked for the CLI's default 1024 tokens:
+    the HTTP backend reads the context from /v1/models and asks for what fits, said once, and its answers are
+    the local backend's, which stop at the context too (the server used to refuse every request)."""
+    from mathfirst.eval.backends import LocalBackend, make_backend
+    from mathfirst.eval.benchmarks import evaluate_benchmarks
+
+    path = tmp_path / "short"
+    tok = train_tokenizer(CORPUS, 400)
+    model = build_tiny_model(ModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, max_seq_len=384),
+                             tok, 1)  # fmt: skip
+    save_model(model, tok, path)
+    proc, url = launch(path)
+    try:
+        runs = {}
+        for kind, backend in [("http", make_backend(url)), ("local", LocalBackend(str(path)))]:
+            evaluate_benchmarks(backend, ["gsm8k", "mmlu_stem"], tmp_path / f"{kind}.json", max_tokens=1024, limit=3)
+            lines = (tmp_path / f"{kind}.responses.jsonl").read_text().splitlines()
+            runs[kind] = [r["response"] for r in map(json.loads, lines)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    said = capfd.readouterr().err
+    assert said.count("the server's context is 384 tokens") == 1, said[-2000:]
+    assert said.count("the model's context is 384 tokens") == 1
+    assert runs["http"] == runs["local"] and len(runs["local"]) == 6
+    lengths = [len(tok(text).input_ids) for text in runs["local"]]
+    assert max(lengths) > 100 and all(length < 384 for length in lengths), lengths

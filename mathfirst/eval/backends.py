@@ -4,12 +4,15 @@ HF `generate`, vLLM (on a GPU) and any OpenAI-compatible HTTP endpoint."""
 from __future__ import annotations
 
 import os
+import re
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from mathfirst.data.loaders import DataError, check_model_folder
 from mathfirst.endpoint import CONCURRENCY, EndpointError, call_endpoint
-from mathfirst.rollout import decode, generate, sample
+from mathfirst.rollout import decode, generate, rollout, sample
 from mathfirst.tokenizer import chat_prompt_ids
 
 BACKENDS = ("local", "hf", "vllm", "http")
@@ -29,6 +32,19 @@ class Backend(Protocol):
         ...
 
 
+class Once:
+    """Prints a note the first time it is called, to stderr; later calls are silent."""
+
+    def __init__(self):
+        self.lock, self.done = threading.Lock(), False
+
+    def __call__(self, note: str) -> None:
+        with self.lock:
+            if not self.done:
+                self.done = True
+                print(note, file=sys.stderr)
+
+
 class LocalBackend:
     """A local HF checkpoint sampled by the project's KV-cache sampler."""
 
@@ -37,10 +53,20 @@ class LocalBackend:
 
         self.model, self.tokenizer = load_model(path)
         self.name, self.batch_size = path, batch_size
+        self.said = Once()
 
     def complete(self, questions, n, temperature, top_p, max_tokens, seed):
+        """Each answer stops at `max_tokens`, or where it and its prompt fill the model's context (as an HTTP
+        server of the same checkpoint stops it), said once."""
         prompts = [chat_prompt_ids(self.tokenizer, q) for q in questions for _ in range(n)]
-        rollouts = sample(self.model, self.tokenizer, prompts, max_tokens, temperature, top_p, self.batch_size, seed)
+        context = getattr(self.model.config, "max_position_embeddings", None) or 2**31
+        limits = [max(0, min(max_tokens, context - len(p))) for p in prompts]
+        if any(k < max_tokens for k in limits):
+            self.said(f"{self.name}: the model's context is {context} tokens; an answer stops where it fills it")
+        longest = max([1, *limits])
+        rollouts = sample(self.model, self.tokenizer, prompts, longest, temperature, top_p, self.batch_size, seed)
+        eos = self.tokenizer.eos_token_id
+        rollouts = [rollout(r.prompt_ids, r.response_ids[:k], r.logprobs[:k], eos) for r, k in zip(rollouts, limits)]
         texts = decode(self.tokenizer, rollouts)
         return [texts[i * n : (i + 1) * n] for i in range(len(questions))]
 
@@ -74,7 +100,9 @@ class VLLMBackend:
 
 
 class HTTPBackend:
-    """Any OpenAI-compatible server (vLLM, `mathfirst serve`, a hosted API): /v1/chat/completions."""
+    """Any OpenAI-compatible server (vLLM, `mathfirst serve`, a hosted API): /v1/chat/completions. Where the
+    server reports its context (`max_model_len` in /v1/models, as vLLM and `mathfirst serve` do), each answer
+    stops where it and its prompt fill it, as the local backend's do."""
 
     def __init__(
         self,
@@ -87,8 +115,9 @@ class HTTPBackend:
         self.base_url = base_url.rstrip("/")
         self.workers, self.timeout_s, self.retries = workers, timeout_s, retries
         self.api_key = os.environ.get("OPENAI_API_KEY", "")
-        self.model = model or self.first_model()
+        self.model, self.context = self.served_model(model)
         self.name = f"{self.base_url} ({self.model})"
+        self.said = Once()
 
     def request(self, path: str, body: dict | None = None) -> dict:
         try:
@@ -96,13 +125,25 @@ class HTTPBackend:
         except EndpointError as e:
             raise BackendError(str(e)) from None
 
-    def first_model(self) -> str:
-        models = self.request("/models").get("data") or []
-        if not models:
+    def served_model(self, model: str | None) -> tuple[str, int | None]:
+        """The model to ask for (`model`, else the server's first) and its context, when the server says."""
+        try:
+            models = self.request("/models").get("data") or []
+        except BackendError:
+            if model is None:
+                raise
+            models = []  # a server without /models still serves the model named
+        if model is None and not models:
             raise BackendError(f"{self.base_url}/models lists no model; pass --served-model NAME")
-        return models[0]["id"]
+        listed = next((m for m in models if m.get("id") == model), None) if model else models[0]
+        context = (listed or {}).get("max_model_len")
+        return model or listed["id"], context if isinstance(context, int) else None
 
     def complete(self, questions, n, temperature, top_p, max_tokens, seed):
+        if self.context is not None and max_tokens > self.context:
+            self.say_fits()
+        limit = min(max_tokens, self.context or max_tokens)
+
         def one(question: str) -> list[str]:
             body = {
                 "model": self.model,
@@ -110,14 +151,36 @@ class HTTPBackend:
                 "n": n,
                 "temperature": temperature,
                 "top_p": top_p,
-                "max_tokens": max_tokens,
+                "max_tokens": limit,
                 "seed": seed,
             }
-            choices = sorted(self.request("/chat/completions", body)["choices"], key=lambda c: c.get("index", 0))
+            try:
+                reply = call_endpoint(self.base_url + "/chat/completions", body, self.timeout_s, self.retries,
+                                      self.api_key)  # fmt: skip
+            except EndpointError as e:
+                room = self.room(e)
+                if room is None:
+                    raise BackendError(str(e)) from None
+                self.say_fits()
+                if room <= 0:
+                    return [""] * n  # the prompt alone fills the context
+                reply = self.request("/chat/completions", body | {"max_tokens": room})
+            choices = sorted(reply["choices"], key=lambda c: c.get("index", 0))
             return [c["message"]["content"] or "" for c in choices]
 
         with ThreadPoolExecutor(self.workers) as pool:
             return list(pool.map(one, questions))
+
+    def room(self, refusal: EndpointError) -> int | None:
+        """What is left of the context after the prompt, read off a refusal for passing it; None for any other
+        error."""
+        if self.context is None or refusal.error.get("code") != "context_length_exceeded":
+            return None
+        prompt = re.search(r"\((\d+) in the (?:prompt|messages)", str(refusal.error.get("message", "")))
+        return self.context - int(prompt.group(1)) if prompt else None
+
+    def say_fits(self) -> None:
+        self.said(f"{self.name}: the server's context is {self.context} tokens; an answer stops where it fills it")
 
 
 def make_backend(model: str, backend: str | None = None, served_model: str | None = None) -> Backend:
