@@ -411,7 +411,8 @@ def test_http_eval_fits_the_served_context_as_the_local_backend_does(tmp_path, c
     try:
         runs = {}
         for kind, backend in [("http", make_backend(url)), ("local", LocalBackend(str(path)))]:
-            evaluate_benchmarks(backend, ["gsm8k", "mmlu_stem"], tmp_path / f"{kind}.json", max_tokens=1024, limit=3)
+            names = ["math500", "gsm8k", "mmlu_stem"]
+            evaluate_benchmarks(backend, names, tmp_path / f"{kind}.json", max_tokens=1024, limit=3)
             lines = (tmp_path / f"{kind}.responses.jsonl").read_text().splitlines()
             runs[kind] = [r["response"] for r in map(json.loads, lines)]
     finally:
@@ -420,6 +421,6 @@ def test_http_eval_fits_the_served_context_as_the_local_backend_does(tmp_path, c
     said = capfd.readouterr().err
     assert said.count("the server's context is 384 tokens") == 1, said[-2000:]
     assert said.count("the model's context is 384 tokens") == 1
-    assert runs["http"] == runs["local"] and len(runs["local"]) == 6
+    assert runs["http"] == runs["local"] and len(runs["local"]) == 9
     lengths = [len(tok(text).input_ids) for text in runs["local"]]
     assert max(lengths) > 100 and all(length < 384 for length in lengths), lengths
