@@ -211,6 +211,7 @@ def step_metrics(kept: list[Group], sampled: list[Group], rounds: int) -> dict[s
     truncated = [r.truncated for g in sampled for r in g.rollouts]
     skills = [detect_skills(t) for g in sampled for t in g.texts]
     uniform = sum(len(set(g.scores)) == 1 for g in sampled)
+    all_right = sum(min(g.scores) > 0 for g in sampled)
     out = {
         "reward": sum(rewards) / len(rewards),
         "acc": sum(scores) / len(scores),
@@ -218,7 +219,8 @@ def step_metrics(kept: list[Group], sampled: list[Group], rounds: int) -> dict[s
         "truncated": sum(truncated) / len(truncated),
         "groups_sampled": len(sampled),
         "groups_kept": len(kept),
-        "dropped_share": uniform / len(sampled),  # groups whose accuracies were all equal
+        "dropped_share": uniform / len(sampled),  # groups whose accuracies were all equal ...
+        "all_right_share": all_right / len(sampled),  # ... of which these were all right, the rest all wrong
         "gen_rounds": rounds,
     }
     out |= {f"skill_{k}": sum(s[k] for s in skills) / len(skills) for k in SKILL_PREFIXES}

@@ -12,7 +12,7 @@ from mathfirst.eval.curve import LearningCurve, read_curve
 from mathfirst.losses import objective
 from mathfirst.metrics import read_metrics
 from mathfirst.model import build_tiny_model, set_checkpointing
-from mathfirst.rl import Group, collect_batch, pack, pick_tasks, train_rl, update
+from mathfirst.rl import Group, collect_batch, pack, pick_tasks, step_metrics, train_rl, update
 from mathfirst.rollout import Rollout
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
 
@@ -215,3 +215,15 @@ def test_train_rl_measures_a_learning_curve_and_resumes_it(model_and_tok, tmp_pa
     train(5)  # resumes from step 2's checkpoint, as after a kill in step 3: step 3's point is dropped, none twice
     assert [p["step"] for p in read_curve(tmp_path)] == [0, 2, 4, 5]
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [0, 1, 2, 3, 4, 5]
+
+
+def test_step_metrics_tell_all_right_groups_from_all_wrong_ones():
+    task = RLPrompt("tiny/math", "math", "Compute 1 + 1.", "2")
+
+    def group(scores: list[float]) -> Group:
+        rollouts = [Rollout([1], [2, 3], [-0.1, -0.2], False) for _ in scores]
+        return Group(task, rollouts, scores, [2 * s - 1 for s in scores], ["\\boxed{2}"] * len(scores))
+
+    sampled = [group([1.0, 1.0]), group([0.0, 0.0]), group([0.0, 0.0]), group([1.0, 0.0])]
+    metrics = step_metrics(sampled[3:], sampled, rounds=1)
+    assert metrics["dropped_share"] == 0.75 and metrics["all_right_share"] == 0.25 and metrics["groups_kept"] == 1
