@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from mathfirst.config import RLConfig, RunConfig
 from mathfirst.data.assemble import heldout_prompts
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.eval.heldout import Generation, score_domain
-from mathfirst.metrics import read_metrics
+from mathfirst.metrics import MetricsLog, read_metrics
 
 CURVE_FILE = "curve.jsonl"
 CURVE_KEYS = ("greedy", "greedy_ci95", "format", "acc_in_format")  # what each point keeps per domain
@@ -36,14 +35,13 @@ class LearningCurve:
         self.gen = Generation(
             cfg.eval.max_new_tokens, cfg.eval.batch_size, cfg.seed, rcfg.eval_samples, cfg.eval.temperature
         )
-        self.path = stage_dir / CURVE_FILE
-        self.points = [p for p in read_metrics(self.path) if p["step"] <= resume_step]
-        self.path.write_text("".join(json.dumps(p) + "\n" for p in self.points))
+        self.log = MetricsLog(stage_dir / CURVE_FILE, resume_step)  # drops the points past the resumed step
+        self.measured = {p["step"] for p in read_metrics(self.log.path)}
 
     def due(self, step: int) -> bool:
         """Before the first step, every `eval_every` steps and after the last; once per step."""
         wanted = step == 0 or step == self.steps or step % self.every == 0
-        return wanted and all(p["step"] != step for p in self.points)
+        return wanted and step not in self.measured
 
     def measure(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, step: int, train_s: float) -> dict:
         """Evaluate every domain's subset, append the point and return it."""
@@ -53,11 +51,9 @@ class LearningCurve:
             result, _ = score_domain(model, tokenizer, tasks, domain, self.gen, f"step {step}")
             keys = [*CURVE_KEYS, *(k for k in result if k.startswith("mean@"))]
             domains[domain] = {k: result[k] for k in keys if result.get(k) is not None} | {"n": result["n"]}
-        point = {"step": step, "train_s": round(train_s, 2), "eval_s": round(time.perf_counter() - t0, 2)}
-        point["domains"] = domains
-        self.points.append(point)
-        with self.path.open("a") as f:
-            f.write(json.dumps(point) + "\n")
+        point = {"train_s": round(train_s, 2), "eval_s": round(time.perf_counter() - t0, 2), "domains": domains}
+        self.log.log(step, **point)
+        self.measured.add(step)
         return point
 
 
