@@ -195,6 +195,12 @@ class RLConfig(Strict):
     kl_coef: float = Field(0.0, ge=0, description="DAPO uses no KL term")
     kl_estimator: Literal["kl", "mse", "low_var_kl"] = Field("low_var_kl", description="kl, mse or low_var_kl")
     dynamic_sampling: bool = Field(True, description="drop groups whose accuracies are all equal and sample more")
+    prompt_selection: Literal["uniform", "informative"] = Field(
+        "uniform",
+        description="uniform: every prompt of a domain alike; informative: prefer the prompts whose groups are "
+        "likely to be kept (neither all right nor all wrong), from the outcomes of recent groups per prompt and "
+        "task kind (prompt_selection.py); domains keep their shares",
+    )
     max_gen_rounds: int = Field(3, gt=0, description="sampling rounds per step at most, to fill the batch")
     mini_batch_groups: int = Field(8, gt=0, description="groups per optimizer step")
     micro_batch_rows: int = Field(8, gt=0, description="responses per forward/backward, packed after their prompt")

@@ -32,6 +32,7 @@ from mathfirst.metrics import MetricsLog
 from mathfirst.model import set_checkpointing, trainable
 from mathfirst.packing import PACKED, attention, micro_batches, prompt_chunks, shared_prompt_logprobs
 from mathfirst.precision import autocast
+from mathfirst.prompt_selection import PromptMemory, outcomes
 from mathfirst.rewards import compute_scores
 from mathfirst.rollout import Rollout, decode, sample
 from mathfirst.tokenizer import chat_prompt_ids
@@ -48,11 +49,17 @@ class Group:
     texts: list[str]
 
 
-def pick_tasks(pools: dict[str, list[RLPrompt]], cfg: RLConfig, n: int, rng: random.Random) -> list[RLPrompt]:
-    """`n` tasks, each from a domain drawn by `domain_weights` (equal by default)."""
+def pick_tasks(
+    pools: dict[str, list[RLPrompt]], cfg: RLConfig, n: int, rng: random.Random, memory: PromptMemory | None = None
+) -> list[RLPrompt]:
+    """`n` tasks, each from a domain drawn by `domain_weights` (equal by default); within a domain uniformly, or
+    by the memory's weights when `prompt_selection` is informative."""
     domains = list(pools)
     weights = [cfg.domain_weights.get(d, 1.0) for d in domains]
-    return [rng.choice(pools[d]) for d in rng.choices(domains, weights, k=n)]
+    chosen = rng.choices(domains, weights, k=n)
+    if cfg.prompt_selection == "uniform" or memory is None:
+        return [rng.choice(pools[d]) for d in chosen]
+    return [t for d in domains for t in memory.draw(pools[d], chosen.count(d), cfg.group_size, rng)]
 
 
 def rollout_groups(
@@ -91,16 +98,20 @@ def collect_batch(
     cfg: RLConfig,
     step: int,
     seed: int,
+    memory: PromptMemory | None = None,
 ) -> tuple[list[Group], list[Group], int]:
     """Dynamic sampling: sample rounds of prompts, keep groups whose accuracies differ, until the batch is full
-    or `max_gen_rounds` is spent. Returns (kept groups, every sampled group, rounds used)."""
+    or `max_gen_rounds` is spent (each round's outcomes go to `memory` before the next draws). Returns (kept
+    groups, every sampled group, rounds used)."""
     kept: list[Group] = []
     sampled: list[Group] = []
     rounds = 0
     while len(kept) < cfg.prompts_per_step and rounds < cfg.max_gen_rounds:
         round_seed = seed * 1_000_003 + step * 101 + rounds
-        tasks = pick_tasks(pools, cfg, cfg.prompts_per_step, random.Random(round_seed))
+        tasks = pick_tasks(pools, cfg, cfg.prompts_per_step, random.Random(round_seed), memory)
         groups = rollout_groups(model, tokenizer, tasks, cfg, round_seed)
+        if memory is not None:
+            memory.observe([outcomes(g.task, g.scores) for g in groups])
         sampled += groups
         rounds += 1
         if not cfg.dynamic_sampling:
@@ -263,13 +274,15 @@ def train_rl(
     train_s = train_seconds(stage_dir, start)
     log = MetricsLog(stage_dir / "metrics.jsonl", start, loggers)
     curve = curve_for(start) if curve_for else None
+    memory = PromptMemory(stage_dir, start)
     if curve and curve.due(start):
         log.log(start, **heldout_point(curve, model, tokenizer, start, train_s, dtype))
     bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, dynamic_ncols=True)
     for step in bar:
         t0 = time.perf_counter()
         with autocast(model.device, dtype):
-            kept, sampled, rounds = collect_batch(model, tokenizer, pools, cfg, step, seed)
+            kept, sampled, rounds = collect_batch(model, tokenizer, pools, cfg, step, seed, memory)
+        memory.record(step + 1, [outcomes(g.task, g.scores) for g in sampled])
         t_sample = time.perf_counter() - t0
         metrics = step_metrics(kept, sampled, rounds)
         if kept:
