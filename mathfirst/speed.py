@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from mathfirst.bench_learning import Race, race_config
 from mathfirst.bench_workload import Workload, prompt_ids
-from mathfirst.config import ModelConfig, RunConfig, TrainConfig
+from mathfirst.config import PRESETS, ModelConfig, RunConfig, TrainConfig
 from mathfirst.data.reasoning import TraceStyle
 from mathfirst.data.schema import DOMAINS
 from mathfirst.data.world import generate_tasks, traces
@@ -122,13 +123,13 @@ def rollout_vs_hf_generate(w: Workload, repeats: int, fixed_length: bool = True)
     return result
 
 
-def step_in_fresh_process(contender: str, w: Workload) -> dict:
-    """`mathfirst.bench_step` for one contender, in its own process (its own peak memory)."""
-    cmd = [sys.executable, "-m", "mathfirst.bench_step", contender, w.to_json()]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+def in_fresh_process(module: str, contender: str, spec: str) -> dict | list:
+    """`python -m module contender spec` for one contender, in its own process (its own peak memory); the JSON
+    of the last line it prints."""
+    proc = subprocess.run([sys.executable, "-m", module, contender, spec], capture_output=True, text=True)
     if proc.returncode != 0:
         how = "killed by a signal (out of memory?)" if proc.returncode < 0 else f"exit {proc.returncode}"
-        raise RuntimeError(f"the {contender} RL step failed: {how}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{module} {contender} failed: {how}\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -141,9 +142,9 @@ def rl_step_vs_trl(w: Workload, peak_flops: float) -> dict:
         import trl  # noqa: F401
     except ImportError:
         return {"rl_step_speedup_vs_trl": None, "rl_step_note": "pip install trl to measure"}
-    ours = step_in_fresh_process("ours", w)
+    ours = in_fresh_process("mathfirst.bench_step", "ours", w.to_json())
     try:
-        peer = step_in_fresh_process("trl", w)
+        peer = in_fresh_process("mathfirst.bench_step", "trl", w.to_json())
     except RuntimeError as e:  # the peer's failure is a result too (e.g. killed for memory), not the bench's end
         peer = {"trl_note": str(e).splitlines()[0]}
     trl_s, trl_mb = peer.get("seconds"), peer.get("peak_rss_mb")
@@ -364,3 +365,87 @@ def tiny_curriculum() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         seconds = timed(lambda: run_curriculum(load_config(DEFAULT_CONFIG), Path(tmp) / "tiny", False, None, None))
     return {"tiny_curriculum_seconds": round(seconds)}
+
+
+LEARNING_CONFIG = PRESETS / "smollm2-135m.yaml"  # whose rl_math prompts, settings and held-out math race by default
+LEARNING_POINTS = 6  # held-out points after the start, evenly spaced over each contender's training time
+CONTENDERS = {"ours": "ours (rl_math DAPO)", "trl": 'TRL GRPOTrainer (loss_type="dapo")'}
+
+
+def run_learning_bench(model_dir: Path, config: Path, minutes: float, plot: Path) -> dict:
+    """Time to accuracy against TRL: ours and TRL's GRPOTrainer train from `model_dir` with the config's rl_math
+    prompts and settings, one after the other, each in a fresh process for `minutes` of training (evaluation
+    excluded); their held-out math accuracy over training time (both curves plotted to `plot`), each one's at
+    the end with its 95% interval, and learning_speedup_vs_trl."""
+    race = Race(str(model_dir), str(config), minutes * 60, minutes * 60 / LEARNING_POINTS)
+    rcfg = race_config(race).rl_math  # a config the race cannot run fails here, before either contender trains
+    settings = {"prompts_per_step", "group_size", "mini_batch_groups", "lr", "warmup_steps", "max_new_tokens",
+                "overlong_buffer", "temperature", "clip_low", "clip_high"}  # fmt: skip
+    result = machine() | {
+        "model": str(model_dir),
+        "learning_config": str(config),
+        "learning_minutes": minutes,
+        "learning_settings": rcfg.model_dump(include=settings),
+        "eval_every_train_s": round(race.every_s, 1),
+    }
+    try:
+        import datasets  # noqa: F401
+        import trl  # noqa: F401
+    except ImportError:
+        return result | {"learning_speedup_vs_trl": None, "learning_note": "pip install trl to measure"}
+    curves = {"ours": in_fresh_process("mathfirst.bench_learning", "ours", race.to_json())}
+    try:
+        curves["trl"] = in_fresh_process("mathfirst.bench_learning", "trl", race.to_json())
+    except RuntimeError as e:  # the peer's failure is a result too (e.g. killed for memory), not the bench's end
+        curves["trl"], result["trl_note"] = [], str(e).splitlines()[0]
+    plot_curves(curves, plot)
+    for name, curve in curves.items():
+        if curve:
+            end = curve[-1]
+            result |= {f"{name}_final_accuracy": end["accuracy"], f"{name}_final_ci95": end["ci95"],
+                       f"{name}_steps": end["step"], f"{name}_train_s": end["train_s"]}  # fmt: skip
+    result |= {"heldout_math_tasks": curves["ours"][0]["n"], "learning_plot": str(plot)}
+    return result | learning_speedup(curves["ours"], curves["trl"]) | {"curves": curves}
+
+
+def time_to(curve: list[dict], accuracy: float) -> float | None:
+    """Training seconds of the curve's first point at `accuracy` or above; None when no point is."""
+    return next((p["train_s"] for p in curve if p["accuracy"] >= accuracy), None)
+
+
+def learning_speedup(ours: list[dict], trl: list[dict]) -> dict:
+    """TRL's training time to reach ours' final accuracy over ours' time to reach it; when TRL never reaches it,
+    TRL's whole training time over ours' (a lower bound). None when ours ends no better than it started."""
+    target = ours[-1]["accuracy"]
+    if target <= ours[0]["accuracy"] or not trl:
+        why = "TRL failed" if not trl else "ours ended no better than it started: no accuracy to race to"
+        return {"learning_speedup_vs_trl": None, "learning_target_accuracy": target, "learning_note": why}
+    t_ours, t_trl = time_to(ours, target), time_to(trl, target)
+    return {
+        "learning_speedup_vs_trl": round((trl[-1]["train_s"] if t_trl is None else t_trl) / t_ours, 2),
+        "learning_speedup_is_lower_bound": t_trl is None,
+        "learning_target_accuracy": target,
+        "ours_time_to_target_s": t_ours,
+        "trl_time_to_target_s": t_trl,
+    }
+
+
+def plot_curves(curves: dict[str, list[dict]], path: Path) -> None:
+    """Both contenders' held-out accuracy against training minutes, with their 95% intervals, in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, curve in curves.items():
+        minutes = [p["train_s"] / 60 for p in curve]
+        (line,) = ax.plot(minutes, [100 * p["accuracy"] for p in curve], marker="o", label=CONTENDERS[name])
+        low, high = ([100 * p["ci95"][i] for p in curve] for i in (0, 1))
+        ax.fill_between(minutes, low, high, color=line.get_color(), alpha=0.15)
+    n = curves["ours"][0]["n"]
+    ax.set(xlabel="training minutes (evaluation excluded)", ylabel=f"held-out math accuracy, greedy, n={n} (%)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
