@@ -19,14 +19,11 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from mathfirst.config import ConfigError, RLConfig, RunConfig, load_config
-from mathfirst.dapo import overlong_penalty
 from mathfirst.data.assemble import rl_prompts, stage_seed
-from mathfirst.data.loaders import RLPrompt
 from mathfirst.eval.curve import LearningCurve
 from mathfirst.model import load_model
 from mathfirst.precision import compute_dtype
-from mathfirst.rewards import compute_scores
-from mathfirst.rl import lr_at, pick_tasks, train_rl
+from mathfirst.rl import dapo_rewards, lr_at, pick_tasks, train_rl
 
 if TYPE_CHECKING:
     from trl import GRPOConfig
@@ -134,14 +131,6 @@ def ours(race: Race) -> list[dict]:
     return [race_point(p) for p in curve.points]
 
 
-def verified_rewards(rows: list[RLPrompt], texts: list[str], lengths: list[int], rcfg: RLConfig) -> list[float]:
-    """Our reward (as rl.rollout_groups computes it): +1 / -1 from the task's verifier plus DAPO's soft overlong
-    penalty on the response's length in tokens (EOS included)."""
-    items = [(t.data_source, x, t.ground_truth, {**t.extra_info, "ability": t.domain}) for t, x in zip(rows, texts)]
-    penalty = overlong_penalty(torch.tensor(lengths), rcfg.max_new_tokens, rcfg.overlong_buffer, rcfg.overlong_penalty)
-    return [(1.0 if s["score"] > 0 else -1.0) + p for s, p in zip(compute_scores(items), penalty.tolist())]
-
-
 def trl_args(rcfg: RLConfig, out: str, seed: int, dtype: torch.dtype) -> GRPOConfig:
     """TRL's GRPOConfig with our DAPO settings: loss_type dapo, clip 0.2 / 0.28 and the dual clip (`delta`), no KL,
     advantages scaled by the group's std, the same group size, batch, optimizer steps per batch, response length,
@@ -197,7 +186,7 @@ def trl(race: Race) -> list[dict]:
     rows = pick_tasks(rl_prompts(cfg, "rl_math"), rcfg, TRL_PROMPTS, random.Random(seed))
 
     def reward(completions: list[str], index: list[int], completion_ids: list[list[int]], **kw) -> list[float]:
-        return verified_rewards([rows[i] for i in index], completions, [len(c) for c in completion_ids], rcfg)
+        return dapo_rewards([rows[i] for i in index], completions, [len(c) for c in completion_ids], rcfg)[1]
 
     data = Dataset.from_dict(
         {"prompt": [[{"role": "user", "content": t.question}] for t in rows], "index": list(range(len(rows)))}

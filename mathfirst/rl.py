@@ -72,19 +72,23 @@ def rollout_groups(
         model, tokenizer, prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.rollout_batch_size, seed
     )
     texts = decode(tokenizer, rollouts)
-    items = [
-        (t.data_source, texts[i], t.ground_truth, {**t.extra_info, "ability": t.domain})
-        for i, t in enumerate(_repeat(tasks, G))
-    ]
-    scores = [s["score"] for s in compute_scores(items)]
-    lengths = torch.tensor([len(r.response_ids) for r in rollouts])
-    penalty = overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_buffer, cfg.overlong_penalty).tolist()
-    rewards = [(1.0 if s > 0 else -1.0) + p for s, p in zip(scores, penalty)]
+    scores, rewards = dapo_rewards(_repeat(tasks, G), texts, [len(r.response_ids) for r in rollouts], cfg)
     return [
         Group(t, rollouts[k * G : (k + 1) * G], scores[k * G : (k + 1) * G], rewards[k * G : (k + 1) * G],
               texts[k * G : (k + 1) * G])
         for k, t in enumerate(tasks)
     ]  # fmt: skip
+
+
+def dapo_rewards(
+    tasks: list[RLPrompt], texts: list[str], lengths: list[int], cfg: RLConfig
+) -> tuple[list[float], list[float]]:
+    """Each response's verified score and its DAPO reward: +1 / -1 from the task's verifier plus the soft overlong
+    penalty on its length in tokens (EOS included)."""
+    items = [(t.data_source, x, t.ground_truth, {**t.extra_info, "ability": t.domain}) for t, x in zip(tasks, texts)]
+    scores = [s["score"] for s in compute_scores(items)]
+    penalty = overlong_penalty(torch.tensor(lengths), cfg.max_new_tokens, cfg.overlong_buffer, cfg.overlong_penalty)
+    return scores, [(1.0 if s > 0 else -1.0) + p for s, p in zip(scores, penalty.tolist())]
 
 
 def _repeat(tasks: list[RLPrompt], g: int) -> list[RLPrompt]:

@@ -66,6 +66,11 @@ def hydra_value(value: object) -> str:
 
 def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward: Path) -> dict[str, object]:
     """verl `main_ppo` overrides (ppo_trainer.yaml) for one DAPO stage."""
+    if rl.prompt_selection != "uniform":
+        raise ConfigError(
+            f"{stage}.prompt_selection: {rl.prompt_selection} is native-only (verl's dataloader draws its prompts "
+            "in a shuffled order, without the outcomes of earlier groups): set it to uniform to export"
+        )
     kl = rl.kl_coef > 0
     return {
         "data.train_files": [str(folder / "train.parquet")],

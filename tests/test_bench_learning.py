@@ -41,9 +41,10 @@ def test_no_speedup_when_ours_ends_no_better_than_it_started():
 
 
 def test_trl_gets_our_dapo_settings_and_our_reward(tmp_path):
-    from mathfirst.bench_learning import trl_args, updates_per_step, verified_rewards
+    from mathfirst.bench_learning import trl_args, updates_per_step
     from mathfirst.config import load_config
     from mathfirst.data.assemble import heldout_prompts
+    from mathfirst.rl import dapo_rewards
 
     cfg = load_config(SMOKE, {"model": {"init": str(tmp_path)}})
     rcfg = cfg.rl_math  # 4 prompts x 4 per step, 2 groups per optimizer step, up to 48 tokens, buffer 8
@@ -56,7 +57,7 @@ def test_trl_gets_our_dapo_settings_and_our_reward(tmp_path):
     task = heldout_prompts(cfg, "math")[0]
     right, wrong = f"\\boxed{{{task.ground_truth}}}", "\\boxed{-12345}"
     texts, lengths = [right, wrong, right, right], [10, 10, 44, 48]  # 44: half-way into the overlong buffer
-    assert verified_rewards([task] * 4, texts, lengths, rcfg) == [1.0, -1.0, 0.5, 0.0]
+    assert dapo_rewards([task] * 4, texts, lengths, rcfg)[1] == [1.0, -1.0, 0.5, 0.0]
 
 
 def test_trl_gets_our_adamw_and_our_warm_up_per_rl_step(tmp_path):

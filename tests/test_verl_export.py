@@ -165,6 +165,13 @@ def test_every_loss_exports_to_verls_keys(loss, tmp_path):
     assert (rl["actor_rollout_ref.actor.use_kl_loss"].lower() == "true") == (loss == "grpo")
 
 
+def test_native_only_prompt_selection_does_not_export_silently(tmp_path):
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", {"rl_joint": {"prompt_selection": "informative"}})
+    cfg.sft.optimizer = "adamw"
+    with pytest.raises(ConfigError, match="rl_joint.prompt_selection: informative is native-only"):
+        export_verl(cfg, tmp_path)
+
+
 def test_a_learning_curve_exports_as_verls_validation(tmp_path):
     """eval_every is verl's test_freq (with a validation before training), on the curve's own held-out tasks."""
     cfg = load_config(ROOT / "configs" / "smoke.yaml", {"rl_math": {"eval_every": 2, "eval_tasks": 3}})
