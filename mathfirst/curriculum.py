@@ -17,7 +17,7 @@ from mathfirst.checkpoint import write_json_atomic
 from mathfirst.config import RL_STAGES, STAGES, ConfigError, RunConfig, dump_config, load_config
 from mathfirst.data.assemble import rl_prompts, stage_examples, stage_seed
 from mathfirst.data.gym import check_gym
-from mathfirst.data.loaders import load_rl_prompts, load_sft_pairs
+from mathfirst.data.loaders import check_model_folder, load_rl_prompts, load_sft_pairs
 from mathfirst.eval.curve import LearningCurve
 from mathfirst.eval.heldout import evaluate_heldout, print_eval
 from mathfirst.eval.suites import SHIPPED
@@ -53,8 +53,8 @@ def prepare_run_dir(cfg: RunConfig, out: Path, resume: bool) -> RunConfig:
 def check_inputs(cfg: RunConfig) -> None:
     """Check the starting model and read every data file up front, so bad input fails before the run folder
     is touched."""
-    if cfg.model.init != "tiny" and not (Path(cfg.model.init) / "config.json").is_file():
-        raise ConfigError(f"model.init: {cfg.model.init} is not a local Hugging Face model folder (no config.json)")
+    if cfg.model.init != "tiny":
+        check_model_folder(cfg.model.init, "model.init")
     for logger in cfg.log:
         if logger != "jsonl" and importlib.util.find_spec(logger) is None:
             raise ConfigError(f"log: {logger} needs its package: pip install 'mathfirst[log]'")
