@@ -266,21 +266,18 @@ def learning_curve_figure(run: Run) -> Figure | None:
     fig, axes = plt.subplots(len(run.curves), 2, figsize=(11, 3.3 * len(run.curves)), squeeze=False)
     for (stage, points), row in zip(run.curves.items(), axes):
         train = [r for r in run.metrics.get(stage, []) if "acc" in r]
-        clock = dict.fromkeys([0], 0.0) | {p["step"]: p["train_s"] / 60 for p in points}
-        elapsed = 0.0
-        for r in train:
-            elapsed += r.get("step_s", 0.0) / 60
-            clock[r["step"]] = elapsed
-        for ax, x_of, xlabel in zip(row, (lambda s: s, clock.get), ("RL step", "training time (min)")):
+        train_minutes = [sum(r.get("step_s", 0.0) for r in train[: i + 1]) / 60 for i in range(len(train))]
+        by_step = ([p["step"] for p in points], [r["step"] for r in train])
+        by_time = ([p["train_s"] / 60 for p in points], train_minutes)
+        for ax, (x_points, x_train), xlabel in zip(row, (by_step, by_time), ("RL step", "training time (min)")):
             for domain in points[0]["domains"]:
-                xs = [x_of(p["step"]) for p in points]
                 ys = [100 * p["domains"][domain]["greedy"] for p in points]
-                line = ax.plot(xs, ys, marker="o", ms=3, label=f"{domain} (held-out)")[0]
+                line = ax.plot(x_points, ys, marker="o", ms=3, label=f"{domain} (held-out)")[0]
                 lo = [100 * p["domains"][domain]["greedy_ci95"][0] for p in points]
                 hi = [100 * p["domains"][domain]["greedy_ci95"][1] for p in points]
-                ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
-            ax.plot([x_of(r["step"]) for r in train], [100 * r["acc"] for r in train], color="gray", lw=1,
-                    ls="--", label="training accuracy (sampled)")  # fmt: skip
+                ax.fill_between(x_points, lo, hi, color=line.get_color(), alpha=0.15)
+            ax.plot(x_train, [100 * r["acc"] for r in train], color="gray", lw=1, ls="--",
+                    label="training accuracy (sampled)")  # fmt: skip
             ax.set_xlabel(xlabel)
             ax.set_ylabel("accuracy (%)")
             ax.set_ylim(0, 100)
