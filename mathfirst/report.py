@@ -282,7 +282,8 @@ def learning_curve_figure(run: Run) -> Figure | None:
             ax.set_ylabel("accuracy (%)")
             ax.set_ylim(0, 100)
             ax.set_title(f"{stage}", fontsize=10)
-        row[0].legend(fontsize=7, ncol=2)
+        row[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
     return Figure(
         "learning_curves.png",
         _png(fig),
