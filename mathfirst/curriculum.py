@@ -53,8 +53,6 @@ def prepare_run_dir(cfg: RunConfig, out: Path, resume: bool) -> RunConfig:
 def check_inputs(cfg: RunConfig) -> None:
     """Check the starting model and read every data file up front, so bad input fails before the run folder
     is touched."""
-    if cfg.model.init != "tiny":
-        check_model_folder(cfg.model.init, "model.init")
     for logger in cfg.log:
         if logger != "jsonl" and importlib.util.find_spec(logger) is None:
             raise ConfigError(f"log: {logger} needs its package: pip install 'mathfirst[log]'")
@@ -62,7 +60,9 @@ def check_inputs(cfg: RunConfig) -> None:
     if unknown:
         raise ConfigError(f"eval.benchmarks: {', '.join(unknown)} is not shipped; choose from: {', '.join(SHIPPED)}")
     check_gym(cfg.eval.reasoning_gym)
-    check_memory(cfg)
+    check_memory(cfg)  # from the model's config.json alone: a shape that cannot fit is refused first
+    if cfg.model.init != "tiny":
+        check_model_folder(cfg.model.init, "model.init")
     for stage in cfg.stages:
         scfg = getattr(cfg, stage)
         distill = getattr(scfg, "self_distill", None)

@@ -190,12 +190,14 @@ def test_unreadable_data_file_is_a_clear_error_and_creates_nothing(tmp_path):
 def test_real_model_preset_without_the_model_is_a_clear_error(tmp_path):
     proc = mathfirst("run", "--config", ROOT / "configs" / "qwen3-4b.yaml", "--out", tmp_path / "q")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "model.init: models/Qwen3-4B-Base is not a Hugging Face model folder (no config.json)" in proc.stderr
+    assert "model.init: models/Qwen3-4B-Base is not a local Hugging Face model folder (no config.json)" in proc.stderr
     assert not (tmp_path / "q").exists()
 
     partial = tmp_path / "partial"  # a folder with its config but not its weights stops the run before it starts
     partial.mkdir()
-    (partial / "config.json").write_text('{"model_type": "llama"}')
+    shape = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+             "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 1000}  # fmt: skip
+    (partial / "config.json").write_text(json.dumps(shape))
     cfg = tmp_path / "partial.yaml"
     cfg.write_text((ROOT / "configs" / "smollm2-135m.yaml").read_text().replace("models/smollm2-135m", str(partial)))
     proc = mathfirst("run", "--config", cfg, "--out", tmp_path / "p")
