@@ -13,7 +13,7 @@ from rich.console import Console
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from mathfirst.analysis import analyze_run
-from mathfirst.checkpoint import write_json_atomic
+from mathfirst.checkpoint import DiskFull, disk_full, fsync, write_json_atomic
 from mathfirst.config import RL_STAGES, STAGES, ConfigError, RunConfig, dump_config, load_config
 from mathfirst.data.assemble import rl_prompts, stage_examples, stage_seed
 from mathfirst.data.gym import check_gym
@@ -146,7 +146,7 @@ def run_stage(cfg: RunConfig, out: Path, stage: str) -> dict:
             examples = encode_chats(tokenizer, pairs, tcfg.loss_on_prompt, max_len)
             console.print(f"[bold]{stage}[/]: {len(examples)} examples, {count_params(model):,} parameters")
             model = train(model, tokenizer, examples, tcfg, stage_dir, cfg.seed, stage, tuple(cfg.log), dtype)
-        save_model(model, tokenizer, stage_dir)
+        save_stage_model(model, tokenizer, stage_dir, stage)
         write_json_atomic(
             stage_dir / "trained.json", {"steps": tcfg.steps, "seconds": round(time.perf_counter() - t0, 1)}
         )
@@ -163,6 +163,22 @@ def run_stage(cfg: RunConfig, out: Path, stage: str) -> dict:
     results = load_json(stage_dir / "eval.json")["domains"]
     print_eval(stage, results)
     return results
+
+
+def save_stage_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, stage_dir: Path, stage: str) -> None:
+    """The finished stage's model, flushed to the disk before trained.json says it is there; a full disk stops the
+    run with one line, the stage's last checkpoint kept for --resume."""
+    try:
+        save_model(model, tokenizer, stage_dir)
+        for path in [*(p for p in stage_dir.iterdir() if p.is_file()), stage_dir]:
+            fsync(path)
+    except Exception as e:
+        if disk_full(e):
+            raise DiskFull(
+                f"the disk is full: {stage}'s trained model could not be saved in {stage_dir}; its last checkpoint "
+                "is intact. Free some space, then run again with --resume"
+            ) from None
+        raise
 
 
 def evaluate_stage_benchmarks(cfg: RunConfig, stage_dir: Path) -> None:

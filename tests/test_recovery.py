@@ -207,3 +207,23 @@ def test_a_run_whose_disk_fills_stops_with_one_line_and_resumes_once_there_is_ro
     assert result["checkpoint"] == {"damage": None, "exists": True}
     assert result["again"] == 0 and "pretrain: resumed from step" in result["again_out"], result["again_out"][-2000:]
     assert result["trained"]
+
+
+def test_a_disk_that_fills_as_a_stage_saves_its_model_stops_with_one_line(tmp_path):
+    script = (
+        TINY
+        + FILL
+        + (
+            "import json, os\nfrom pathlib import Path\nfrom mathfirst.checkpoint import DiskFull\n"
+            "from mathfirst.curriculum import save_stage_model\n"
+            f"disk = Path({str(tmp_path / 'disk')!r})\nstage = disk / 'sft'\nstage.mkdir()\nfill(disk)\n"
+            "try:\n    save_stage_model(model, tok, stage, 'sft')\n    stop = None\n"
+            "except DiskFull as e:\n    stop = str(e)\n"
+            "os.remove(disk / 'filler')\nsave_stage_model(model, tok, stage, 'sft')\n"
+            "print(json.dumps({'stop': stop, 'saved': sorted(p.name for p in stage.iterdir())}))\n"
+        )
+    )
+    result = in_a_small_disk(tmp_path / "disk", 8, script)
+    assert result["stop"] and result["stop"].startswith("the disk is full: sft's trained model"), result
+    assert "\n" not in result["stop"] and "--resume" in result["stop"]
+    assert {"config.json", "model.safetensors"} <= set(result["saved"])  # once there is room, it saves
