@@ -168,8 +168,8 @@ def format_table(run: Run) -> Table:
     def cell(r: dict) -> str:
         return f"{pct(r['format'])} / " + with_interval(r, "acc_in_format")
 
-    return Table(["domain (in format / accuracy among them)"] + stages, [[d] + [cell(run.evals[s][d]) for s in stages]
-                                                                        for d in domains])  # fmt: skip
+    rows = [[d] + [cell(run.evals[s][d]) for s in stages] for d in domains]
+    return Table(["domain (in format / accuracy among them)"] + stages, rows)
 
 
 def verdict(d: dict) -> str:
@@ -383,9 +383,10 @@ def write_report(paths: list[Path]) -> tuple[Path, Path]:
     ]
     if learning is not None:
         sections.append(("Learning curves of the RL stages", [learning]))
-    if format_table(main).header[1:]:
+    formats = format_table(main)
+    if formats.header[1:]:
         sections.append(("Answer format: share of greedy answers the verifier can read, accuracy among them",
-                         [format_table(main)]))  # fmt: skip
+                         [formats]))  # fmt: skip
     if main.benchmarks:
         sections.append(("Benchmarks (greedy, 95% interval)", [benchmark_table(main)]))
     if main.metrics:
