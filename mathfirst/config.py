@@ -230,6 +230,12 @@ class RLConfig(Strict):
     reasoning_gym: GymConfig | None = Field(None, description="and/or from reasoning-gym tasks")
     files: list[str] = Field([], description="and/or from .parquet/.jsonl files in verl's RL schema")
     domain_weights: dict[str, float] = Field({}, description="relative sampling weight per domain; missing = 1")
+    schedule: Literal["fixed", "learnability", "transfer"] = Field(
+        "fixed",
+        description="how each step's domains are drawn (domain_schedule.py): fixed: by domain_weights; learnability: "
+        "more of the domains whose recent groups were informative; transfer: learnability times the domain's "
+        "gradient alignment with the other domains; every domain keeps a floor share",
+    )
 
     @model_validator(mode="after")
     def _loss_defaults(self) -> RLConfig:

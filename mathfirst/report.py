@@ -292,6 +292,28 @@ def learning_curve_figure(run: Run) -> Figure | None:
     )
 
 
+def schedule_figure(run: Run) -> Figure | None:
+    """Per multi-domain RL stage: the share of each step's prompts drawn from each domain (rl_*.schedule)."""
+    stages = {s: rows for s, rows in run.metrics.items() if any(k.startswith("share_") for k in rows[-1])}
+    if not stages:
+        return None
+    fig, axes = plt.subplots(1, len(stages), figsize=(5.5 * len(stages), 3), squeeze=False)
+    for ax, (stage, rows) in zip(axes[0], stages.items()):
+        domains = [k.removeprefix("share_") for k in rows[-1] if k.startswith("share_")]
+        shares = [[100 * r.get(f"share_{d}", 0.0) for r in rows] for d in domains]
+        ax.stackplot([r["step"] for r in rows], shares, labels=domains, alpha=0.85)
+        ax.set_xlabel("RL step")
+        ax.set_ylabel("share of the step's prompts (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(stage, fontsize=10)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return Figure(
+        "domain_shares.png",
+        _png(fig),
+        "The domain schedule: the share of each RL step's prompts drawn from each domain (rl_*.schedule).",
+    )
+
+
 def skills_figure(run: Run) -> Figure:
     stages = list(run.skills)
     domains = list(next(iter(run.skills.values())))
@@ -362,8 +384,9 @@ def write_report(paths: list[Path]) -> tuple[Path, Path]:
     accuracy, rl_curves, learning, skills = (
         accuracy_figure(main), curves_figure(main), learning_curve_figure(main), skills_figure(main)
     )  # fmt: skip
+    shares = schedule_figure(main)
     (main.path / "report").mkdir(exist_ok=True)
-    for f in (accuracy, rl_curves, learning, skills):
+    for f in (accuracy, rl_curves, learning, skills, shares):
         if f is not None:
             (main.path / "report" / f.name).write_bytes(f.png)
     diffs = differences(paths)
@@ -390,7 +413,7 @@ def write_report(paths: list[Path]) -> tuple[Path, Path]:
     if main.benchmarks:
         sections.append(("Benchmarks (greedy, 95% interval)", [benchmark_table(main)]))
     if main.metrics:
-        sections.append(("RL training", [rl_summary_table(main), rl_curves]))
+        sections.append(("RL training", [rl_summary_table(main), rl_curves] + ([shares] if shares else [])))
     sections.append(("Cognitive skills per domain and stage (95% interval)", [skills_table(main), skills]))
     if len(runs) > 1:
         tables = [ablation_table(runs, diffs)] + ([ablation_table(runs, diffs, key)] if key else [])

@@ -25,6 +25,7 @@ from mathfirst.dapo import (
 )
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.data.reasoning import SKILL_PREFIXES, detect_skills
+from mathfirst.domain_schedule import DomainSchedule, GradientProbe, informative_counts, share_metrics
 from mathfirst.eval.curve import LearningCurve, scalars, train_seconds
 from mathfirst.lora import adapt, finish
 from mathfirst.losses import objective
@@ -50,12 +51,17 @@ class Group:
 
 
 def pick_tasks(
-    pools: dict[str, list[RLPrompt]], cfg: RLConfig, n: int, rng: random.Random, memory: PromptMemory | None = None
+    pools: dict[str, list[RLPrompt]],
+    cfg: RLConfig,
+    n: int,
+    rng: random.Random,
+    memory: PromptMemory | None = None,
+    shares: dict[str, float] | None = None,
 ) -> list[RLPrompt]:
-    """`n` tasks, each from a domain drawn by `domain_weights` (equal by default); within a domain uniformly, or
-    by the memory's weights when `prompt_selection` is informative."""
+    """`n` tasks, each from a domain drawn by the schedule's `shares` (default: `domain_weights`, equal by
+    default); within a domain uniformly, or by the memory's weights when `prompt_selection` is informative."""
     domains = list(pools)
-    weights = [cfg.domain_weights.get(d, 1.0) for d in domains]
+    weights = [shares[d] if shares else cfg.domain_weights.get(d, 1.0) for d in domains]
     chosen = rng.choices(domains, weights, k=n)
     if cfg.prompt_selection == "uniform" or memory is None:
         return [rng.choice(pools[d]) for d in chosen]
@@ -103,6 +109,7 @@ def collect_batch(
     step: int,
     seed: int,
     memory: PromptMemory | None = None,
+    shares: dict[str, float] | None = None,
 ) -> tuple[list[Group], list[Group], int]:
     """Dynamic sampling: sample rounds of prompts, keep groups whose accuracies differ, until the batch is full
     or `max_gen_rounds` is spent (each round's outcomes go to `memory` before the next draws). Returns (kept
@@ -112,7 +119,7 @@ def collect_batch(
     rounds = 0
     while len(kept) < cfg.prompts_per_step and rounds < cfg.max_gen_rounds:
         round_seed = seed * 1_000_003 + step * 101 + rounds
-        tasks = pick_tasks(pools, cfg, cfg.prompts_per_step, random.Random(round_seed), memory)
+        tasks = pick_tasks(pools, cfg, cfg.prompts_per_step, random.Random(round_seed), memory, shares)
         groups = rollout_groups(model, tokenizer, tasks, cfg, round_seed)
         if memory is not None:
             memory.observe([outcomes(g.task, g.scores) for g in groups])
@@ -188,8 +195,10 @@ def update(
     cfg: RLConfig,
     rng: torch.Generator,
     dtype: torch.dtype = torch.float32,
+    probe: GradientProbe | None = None,
 ) -> dict[str, float]:
-    """PPO epochs of clipped mini-batch updates over the kept groups; returns averaged statistics."""
+    """PPO epochs of clipped mini-batch updates over the kept groups; returns averaged statistics. A `probe`
+    reads per-domain gradients between micro-batches, which it makes of one domain each."""
     batch = {k: v.to(model.device) for k, v in batch.items()}
     n_groups = batch["ids"].shape[0] // group_size
     stats: dict[str, list[float]] = {"loss": [], "clip_frac": [], "ppo_kl": [], "entropy": [], "grad_norm": []}
@@ -199,15 +208,20 @@ def update(
             groups = order[start:][: cfg.mini_batch_groups].tolist()
             rows = torch.cat([torch.arange(g * group_size, (g + 1) * group_size) for g in groups])
             optimizer.zero_grad(set_to_none=True)
+            if probe:
+                probe.start()
             units = agg_units(batch["mask"][rows], cfg.loss_agg).clamp(min=1)
             step_stats = dict.fromkeys(("loss", "clip_frac", "ppo_kl", "entropy"), 0.0)
             chunks = prompt_chunks(batch, groups, group_size, cfg.micro_batch_rows)
-            for part in micro_batches(batch, chunks, cfg.micro_batch_rows):
+            parts = (probe.micro_batches if probe else micro_batches)(batch, chunks, cfg.micro_batch_rows)
+            for part in parts:
                 with attention(model, PACKED):  # over the backward too: checkpointed layers recompute packed
                     with autocast(model.device, dtype):
                         loss, part_stats = part_loss(model, batch, part, ref_model, cfg)
                     share = float(agg_units(batch["mask"][torch.cat(part)], cfg.loss_agg) / units)  # its weight
                     (loss * share).backward()
+                if probe:
+                    probe.read(part)
                 for k, v in part_stats.items():
                     step_stats[k] += v * share
             stats["grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(trainable(model), cfg.grad_clip)))
@@ -250,6 +264,33 @@ def lr_at(step: int, cfg: RLConfig) -> float:
     return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
 
 
+def learn(
+    model: PreTrainedModel,
+    ref_model: PreTrainedModel | None,
+    optimizer: torch.optim.Optimizer,
+    tokenizer: PreTrainedTokenizerBase,
+    kept: list[Group],
+    cfg: RLConfig,
+    step: int,
+    seed: int,
+    dtype: torch.dtype,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """One step's update on its kept groups (none kept: no update). Returns its statistics and, under the transfer
+    schedule, each domain's gradient alignment with the others."""
+    if not kept:
+        return {}, {}
+    probe = GradientProbe(model, [g.task.domain for g in kept], cfg.group_size) if cfg.schedule == "transfer" else None
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(step, cfg)
+    model.train()
+    batch = pack(kept, tokenizer.pad_token_id, cfg.mask_truncated, cfg.norm_adv_by_std)
+    rng = torch.Generator().manual_seed(seed * 7919 + step)
+    stats = update(model, ref_model, optimizer, batch, cfg.group_size, cfg, rng, dtype, probe)
+    model.eval()
+    alignment = probe.alignment() if probe else {}
+    return stats | {f"align_{d}": a for d, a in alignment.items()}, alignment
+
+
 def train_rl(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -279,24 +320,21 @@ def train_rl(
     log = MetricsLog(stage_dir / "metrics.jsonl", start, loggers)
     curve = curve_for(start) if curve_for else None
     memory = PromptMemory(stage_dir, start)
+    schedule = DomainSchedule(cfg, list(pools), stage_dir, start)
     if curve and curve.due(start):
         log.log(start, **heldout_point(curve, model, tokenizer, start, train_s, dtype))
     bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, dynamic_ncols=True)
     for step in bar:
         t0 = time.perf_counter()
+        shares = schedule.shares()
         with autocast(model.device, dtype):
-            kept, sampled, rounds = collect_batch(model, tokenizer, pools, cfg, step, seed, memory)
+            kept, sampled, rounds = collect_batch(model, tokenizer, pools, cfg, step, seed, memory, shares)
         memory.record(step + 1, [outcomes(g.task, g.scores) for g in sampled])
         t_sample = time.perf_counter() - t0
-        metrics = step_metrics(kept, sampled, rounds)
-        if kept:
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, cfg)
-            model.train()
-            batch = pack(kept, tokenizer.pad_token_id, cfg.mask_truncated, cfg.norm_adv_by_std)
-            rng = torch.Generator().manual_seed(seed * 7919 + step)
-            metrics |= update(model, ref_model, optimizer, batch, cfg.group_size, cfg, rng, dtype)
-            model.eval()
+        metrics = step_metrics(kept, sampled, rounds) | share_metrics(shares)
+        stats, alignment = learn(model, ref_model, optimizer, tokenizer, kept, cfg, step, seed, dtype)
+        schedule.record(step + 1, shares, informative_counts([(g.task.domain, g.scores) for g in sampled]), alignment)
+        metrics |= stats
         metrics |= {"sample_s": round(t_sample, 2), "step_s": round(time.perf_counter() - t0, 2)}
         train_s += metrics["step_s"]
         if curve and curve.due(step + 1):
@@ -307,6 +345,7 @@ def train_rl(
             save_checkpoint(stage_dir / "last", model, tokenizer, optimizer, step + 1)
     bar.close()
     log.close()
+    schedule.close()
     return finish(model, stage_dir)
 
 

@@ -71,6 +71,11 @@ def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward:
             f"{stage}.prompt_selection: {rl.prompt_selection} is native-only (verl's dataloader draws its prompts "
             "in a shuffled order, without the outcomes of earlier groups): set it to uniform to export"
         )
+    if rl.schedule != "fixed":
+        raise ConfigError(
+            f"{stage}.schedule: {rl.schedule} is native-only (verl samples its dataset in a fixed shuffled order; "
+            "it has no per-dataset weights or curriculum sampler to drive): set it to fixed to export"
+        )
     kl = rl.kl_coef > 0
     return {
         "data.train_files": [str(folder / "train.parquet")],

@@ -136,3 +136,15 @@ def test_every_number_in_the_report_comes_from_the_run(tmp_path):
     for cell in ("61.0%", "38.0%", "31.5%"):
         assert cell in page
     assert all((main / "report" / f).is_file() for f in ("accuracy.png", "rl_curves.png", "skills.png"))
+
+
+def test_domain_shares_are_drawn_only_for_stages_that_schedule_several_domains(tmp_path):
+    run = make_run(tmp_path / "run", {"sft": {"math": 0.5, "logic": 0.3}, "rl_joint": {"math": 0.6, "logic": 0.4}})
+    write_report([run])
+    assert not (run / "report" / "domain_shares.png").exists()  # no share_<domain> metrics: nothing scheduled
+    rows = [json.loads(line) for line in (run / "rl_joint" / "metrics.jsonl").read_text().splitlines()]
+    rows = [r | {"share_math": 0.5 - 0.1 * i, "share_logic": 0.5 + 0.1 * i} for i, r in enumerate(rows)]
+    (run / "rl_joint" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    md, _ = write_report([run])
+    assert (run / "report" / "domain_shares.png").stat().st_size > 1000
+    assert "report/domain_shares.png" in md.read_text()

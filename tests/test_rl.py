@@ -4,19 +4,17 @@ import random
 import pytest
 import torch
 
-from mathfirst.config import EvalConfig, ModelConfig, RLConfig, RunConfig, WorldConfig
+from mathfirst.config import EvalConfig, RLConfig, RunConfig, WorldConfig
 from mathfirst.dapo import agg_loss, kl_penalty
 from mathfirst.data.assemble import task_pools
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.eval.curve import LearningCurve, read_curve
 from mathfirst.losses import objective
 from mathfirst.metrics import read_metrics
-from mathfirst.model import build_tiny_model, set_checkpointing
+from mathfirst.model import set_checkpointing
 from mathfirst.rl import Group, collect_batch, pack, pick_tasks, step_metrics, train_rl, update
 from mathfirst.rollout import Rollout
-from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
-
-CORPUS = ["Compute 12 + 34.\nSubgoal: add the ones.\nAnswer: \\boxed{46}"] * 20 + ["Who is the tallest? Ann"] * 5
+from mathfirst.tokenizer import chat_prompt_ids
 
 
 def token_logprobs(model, ids: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,13 +25,6 @@ def token_logprobs(model, ids: torch.Tensor, temperature: float) -> tuple[torch.
     entropy = -(logp_all.exp() * logp_all).sum(-1).detach()
     pad = torch.zeros((ids.shape[0], 1))
     return torch.cat([pad, logp], 1), torch.cat([pad, entropy], 1)
-
-
-@pytest.fixture()
-def model_and_tok():
-    tok = train_tokenizer(CORPUS, 400)
-    cfg = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64)
-    return build_tiny_model(cfg, tok, 0).eval(), tok
 
 
 def rl_cfg(**kw) -> RLConfig:

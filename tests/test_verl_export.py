@@ -165,10 +165,15 @@ def test_every_loss_exports_to_verls_keys(loss, tmp_path):
     assert (rl["actor_rollout_ref.actor.use_kl_loss"].lower() == "true") == (loss == "grpo")
 
 
-def test_native_only_prompt_selection_does_not_export_silently(tmp_path):
-    cfg = load_config(ROOT / "configs" / "smoke.yaml", {"rl_joint": {"prompt_selection": "informative"}})
+@pytest.mark.parametrize(
+    "change, message",
+    [({"prompt_selection": "informative"}, "rl_joint.prompt_selection: informative is native-only"),
+     ({"schedule": "transfer"}, "rl_joint.schedule: transfer is native-only")],
+)  # fmt: skip
+def test_native_only_prompt_and_domain_schedules_do_not_export_silently(tmp_path, change, message):
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", {"rl_joint": change})
     cfg.sft.optimizer = "adamw"
-    with pytest.raises(ConfigError, match="rl_joint.prompt_selection: informative is native-only"):
+    with pytest.raises(ConfigError, match=message):
         export_verl(cfg, tmp_path)
 
 

@@ -13,8 +13,10 @@ from mathfirst.eval.heldout import Generation, score_domain
 from mathfirst.model import load_model
 
 CANDIDATES = {  # measured 2026-12-07 (docs/real-models.md): basic 2x1, basic 2x2 +-, chain_sum 2x2 and 3x2
-    "basic_arithmetic 3x1": ("basic_arithmetic", {"min_terms": 3, "max_terms": 3, "max_digits": 1,
-                                                  "allow_parentheses": False, "allow_negation": False}),
+    "basic_arithmetic 3x1": (
+        "basic_arithmetic",
+        {"min_terms": 3, "max_terms": 3, "max_digits": 1, "allow_parentheses": False, "allow_negation": False},
+    ),
     "chain_sum 3x1": ("chain_sum", {"min_terms": 3, "max_terms": 3, "max_digits": 1}),
     "chain_sum 4x1": ("chain_sum", {"min_terms": 4, "max_terms": 4, "max_digits": 1}),
     "leg_counting 1 animal <=3": ("leg_counting", {"min_animals": 1, "max_animals": 1, "max_instances": 3}),
