@@ -100,11 +100,14 @@ def study(
     ablation: Path = typer.Option(None, help="the ablation's config (default: CONFIG's sibling NAME-no-math.yaml)"),
     losses: str = typer.Option("", help="comma-separated policy losses to run the study under (default: the config's)"),
     out: Path = typer.Option(Path("runs/study"), help="study folder; run the same command again to resume it"),
+    schedules: str = typer.Option(
+        "", help="comma-separated adaptive domain schedules (learnability, transfer) to run beside the fixed one"
+    ),
 ) -> None:
-    """Test the paper's claims over seeds: curriculum and ablation per seed, each effect with a 95% interval
-    over seeds and tasks, and a verdict per claim (study.md, study.json, figures)."""
+    """Test the paper's claims over seeds: curriculum and ablation per seed (and an arm per adaptive schedule),
+    each effect with a 95% interval over seeds and tasks, and a verdict per claim (study.md, study.json, figures)."""
     from mathfirst.losses import LOSS_DEFAULTS
-    from mathfirst.study import run_study
+    from mathfirst.study import ADAPTIVE_SCHEDULES, run_study
 
     ablation = ablation or config.with_name(f"{config.stem}-no-math.yaml")
     if not ablation.is_file():
@@ -113,8 +116,12 @@ def study(
     unknown = [x for x in chosen if x is not None and x not in LOSS_DEFAULTS]
     if unknown:
         fail(f"unknown loss {unknown[0]!r}; choose from: {', '.join(LOSS_DEFAULTS)}")
+    arms = [x.strip() for x in schedules.split(",") if x.strip()]
+    bad = [x for x in arms if x not in ADAPTIVE_SCHEDULES]
+    if bad:
+        fail(f"unknown schedule {bad[0]!r}; choose from: {', '.join(ADAPTIVE_SCHEDULES)}")
     try:
-        result = run_study(config, ablation, seeds, chosen, out)
+        result = run_study(config, ablation, seeds, chosen, out, arms)
     except (ConfigError, DataError) as e:
         fail(str(e))
     for name, group in result["groups"].items():

@@ -16,6 +16,7 @@ PRESETS = Path(__file__).parent / "configs"  # shipped with the package; `config
 DEFAULT_CONFIG = PRESETS / "tiny.yaml"
 STAGES = ("pretrain", "sft", "rl_math", "rl_joint")
 RL_STAGES = ("rl_math", "rl_joint")
+SCHEDULES = ("fixed", "learnability", "transfer")  # domain schedules of an RL stage (domain_schedule.py)
 
 
 class ConfigError(Exception):
@@ -230,7 +231,7 @@ class RLConfig(Strict):
     reasoning_gym: GymConfig | None = Field(None, description="and/or from reasoning-gym tasks")
     files: list[str] = Field([], description="and/or from .parquet/.jsonl files in verl's RL schema")
     domain_weights: dict[str, float] = Field({}, description="relative sampling weight per domain; missing = 1")
-    schedule: Literal["fixed", "learnability", "transfer"] = Field(
+    schedule: Literal[SCHEDULES] = Field(  # type: ignore[valid-type]
         "fixed",
         description="how each step's domains are drawn (domain_schedule.py): fixed: by domain_weights; learnability: "
         "more of the domains whose recent groups were informative; transfer: learnability times the domain's "

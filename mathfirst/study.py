@@ -11,11 +11,13 @@ from pathlib import Path
 from rich.console import Console
 
 from mathfirst.analysis import read_samples
-from mathfirst.config import RL_STAGES, ConfigError, RunConfig, load_config
+from mathfirst.config import RL_STAGES, SCHEDULES, ConfigError, RunConfig, load_config
 from mathfirst.data.reasoning import CHECK_OUTCOMES, check_outcome
+from mathfirst.eval.curve import read_curve
 from mathfirst.eval.paired import NON_MATH, evaluated_stages, paired, task_scores
 from mathfirst.eval.stats import paired_difference_over_seeds, unpaired_difference, wilson
 
+ADAPTIVE_SCHEDULES = SCHEDULES[1:]  # study arms beside the fixed curriculum
 MIN_EFFECT = 0.02  # an interval wholly below +2 points rules the claimed effect out ("not supported")
 SKILLS = ("verification", "backtracking")
 console = Console()
@@ -83,12 +85,27 @@ def loss_changes(cfg: RunConfig, loss: str | None) -> dict:
     return {stage: {"loss": loss} for stage in RL_STAGES if loss and getattr(cfg, stage) is not None}
 
 
-def run_study(config: Path, ablation: Path, seeds: int, losses: list[str | None], out: Path) -> dict:
-    """Run every (loss, seed) curriculum and ablation not yet finished, then write the study report."""
+def schedule_changes(cfg: RunConfig, schedule: str | None) -> dict:
+    """`schedule` on every RL stage that draws from more than one domain (a math-only stage has nothing to
+    schedule, so the arm reuses the curriculum's)."""
+    stages = [s for s in RL_STAGES if getattr(cfg, s) is not None and len(getattr(cfg, s).domains) > 1]
+    return {stage: {"schedule": schedule} for stage in stages if schedule}
+
+
+def schedule_arm(schedule: str) -> str:
+    return f"schedule-{schedule}"
+
+
+def run_study(
+    config: Path, ablation: Path, seeds: int, losses: list[str | None], out: Path, schedules: list[str] = ()
+) -> dict:
+    """Run every (loss, seed) curriculum, ablation and adaptive-schedule arm not yet finished, then write the
+    study report."""
     from mathfirst.curriculum import run_curriculum
 
     base, base_ablation = load_config(config), load_config(ablation)
     plan = {"config": str(config), "ablation": str(ablation), "seeds": seeds, "losses": losses}
+    plan |= {"schedules": list(schedules)} if schedules else {}  # a study saved before schedules still resumes
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "study.json"
     if saved.is_file() and json.loads(saved.read_text()).get("plan", plan) != plan:
@@ -98,16 +115,21 @@ def run_study(config: Path, ablation: Path, seeds: int, losses: list[str | None]
         for seed in range(seeds):
             folder = group_dir(out, loss) / f"seed{seed}"
             shared = group_dir(out, losses[0]) / f"seed{seed}" / "curriculum"
-            for name, path, cfg in (("curriculum", config, base), ("ablation", ablation, base_ablation)):
-                run_cfg = load_config(path, {"seed": seed} | loss_changes(cfg, loss))
+            arms = [("curriculum", config, base, None), ("ablation", ablation, base_ablation, None)]
+            arms += [(schedule_arm(x), config, base, x) for x in schedules]
+            for name, path, cfg, schedule in arms:
+                changes = {"seed": seed} | loss_changes(cfg, loss) | schedule_changes(cfg, schedule)
+                run_cfg = load_config(path, changes)
                 run_dir = folder / name
-                reuse = shared if shared != run_dir and shared.is_dir() else None
+                own_curriculum = folder / "curriculum"  # a schedule arm shares its seed's stages up to rl_math
+                shared_run = own_curriculum if schedule else shared
+                reuse = shared_run if shared_run != run_dir and shared_run.is_dir() else None
                 console.rule(f"study: {loss or 'configured loss'}, seed {seed}, {name}")
                 if (run_dir / "config.yaml").is_file():
                     run_curriculum(None, run_dir, resume=True)
                 else:
                     run_curriculum(run_cfg, run_dir, resume=False, reuse=reuse)
-    return write_study(out, seeds, losses)
+    return write_study(out, seeds, losses, list(schedules))
 
 
 def group_dir(out: Path, loss: str | None) -> Path:
@@ -137,9 +159,24 @@ def verdict(effect: dict) -> str:
     return "cannot tell at this power"
 
 
-def judged_claims(group: Path, seeds: int) -> dict:
+def schedule_claims(schedules: list[str]) -> list[Claim]:
+    """Per adaptive schedule: does it beat the fixed curriculum at the end, outside math and in math?"""
+    return [
+        Claim(
+            f"{x}_schedule_beats_fixed{suffix}",
+            f"the {x} schedule beats the fixed curriculum{text}",
+            ("curriculum", "final"),
+            (schedule_arm(x), "final"),
+            domains,
+        )  # fmt: skip
+        for x in schedules
+        for suffix, text, domains in (("", " on the other domains", "others"), ("_math", " in math", "math"))
+    ]
+
+
+def judged_claims(group: Path, seeds: int, schedules: list[str] = ()) -> dict:
     out = {}
-    for claim in CLAIMS:
+    for claim in CLAIMS + schedule_claims(list(schedules)):
         per_seed = [strata(claim, group / f"seed{s}") for s in range(seeds)]
         if not all(per_seed):
             continue
@@ -162,7 +199,7 @@ def by_domain(group: Path, seeds: int, before: tuple[str, str], after: tuple[str
     return out
 
 
-def write_study(out: Path, seeds: int, losses: list[str | None]) -> dict:
+def write_study(out: Path, seeds: int, losses: list[str | None], schedules: list[str] = ()) -> dict:
     """study.json, study.md and the figures from the finished runs."""
     from mathfirst.study_report import write_study_report
 
@@ -171,12 +208,13 @@ def write_study(out: Path, seeds: int, losses: list[str | None]) -> dict:
         group = group_dir(out, loss)
         responses = {s: evaluated_responses(group, seeds, s) for s in evaluated_stages(group / "seed0" / "curriculum")}
         result["groups"][loss or "configured"] = {
-            "claims": judged_claims(group, seeds),
+            "claims": judged_claims(group, seeds, schedules),
             "curriculum_minus_ablation": by_domain(group, seeds, ("ablation", "final"), ("curriculum", "final")),
             "accuracy": accuracy_by_stage(group, seeds),
             "skills": skills_by_stage(group, seeds),
             "payoff": payoff_by_stage(responses),
             "checks": check_outcomes_by_stage(responses),
+            "time_to_fixed": {x: time_to_fixed(group, seeds, schedule_arm(x)) for x in schedules},
         }
     (out / "study.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
     write_study_report(out, result)
@@ -254,3 +292,34 @@ def level_by_stage(group: Path, seeds: int, values, others_only: bool = False) -
             strata = [[([0.0] * len(values(p[d])), values(p[d]))] for p in per_seed]
             out.setdefault(d, {})[stage] = paired_difference_over_seeds(strata)
     return out
+
+
+def non_math_curve(run_stage: Path) -> list[tuple[float, float]]:
+    """(training seconds, mean greedy accuracy outside math) at each learning-curve point of an RL stage."""
+    points = []
+    for p in read_curve(run_stage):
+        others = [d["greedy"] for name, d in p["domains"].items() if name != "math"]
+        if others:
+            points.append((p["train_s"], sum(others) / len(others)))
+    return points
+
+
+def time_to_fixed(group: Path, seeds: int, arm: str, stage: str = "rl_joint") -> dict:
+    """Per seed, the training seconds each run's `stage` took to first reach the fixed curriculum's final
+    non-math accuracy on its learning curve (None: never), and the speed-up: the fixed runs' total time over
+    the arm's (None unless the arm gets there on every seed)."""
+    per_seed = []
+    for s in range(seeds):
+        fixed, adaptive = (non_math_curve(group / f"seed{s}" / run / stage) for run in ("curriculum", arm))
+        if not fixed or not adaptive:
+            return {}
+        target = fixed[-1][1]
+        first = [next((t for t, acc in curve if acc >= target), None) for curve in (fixed, adaptive)]
+        per_seed.append({"target": round(target, 4), "fixed_s": first[0], "adaptive_s": first[1]})
+    reached = [r for r in per_seed if r["adaptive_s"] is not None]
+    speedup = (
+        sum(r["fixed_s"] for r in per_seed) / sum(r["adaptive_s"] for r in reached)
+        if len(reached) == len(per_seed) and sum(r["adaptive_s"] for r in reached) > 0
+        else None
+    )
+    return {"per_seed": per_seed, "speedup": round(speedup, 2) if speedup else None}

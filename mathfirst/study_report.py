@@ -100,6 +100,26 @@ def figures(out: Path, name: str, group: dict) -> list[tuple[str, str]]:
     return made
 
 
+TIME_CAPTION = (
+    "Time to the fixed curriculum's final accuracy outside math (rl_joint's learning curve, training seconds; "
+    "speed-up: the fixed runs' total time over the adaptive runs', when every adaptive run gets there):"
+)
+
+
+def time_table(times: dict) -> Table:
+    rows = []
+    for schedule, t in times.items():
+        if not t:
+            continue
+        seeds = "; ".join(
+            f"{100 * r['target']:.1f}%: {r['fixed_s']:.0f} s vs "
+            + ("never" if r["adaptive_s"] is None else f"{r['adaptive_s']:.0f} s")
+            for r in t["per_seed"]
+        )
+        rows.append([schedule, seeds, "-" if t["speedup"] is None else f"{t['speedup']:.2f}x"])
+    return Table(["schedule", "per seed: target, fixed vs adaptive", "speed-up"], rows)
+
+
 def save(fig, path: Path, caption: str) -> tuple[str, str]:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -128,6 +148,8 @@ def write_study_report(out: Path, result: dict) -> Path:
         md += ["Greedy accuracy by stage:", "", md_table(Table(["domain"] + stages, rows)), ""]
         md += [PAYOFF_CAPTION, "", md_table(payoff_table(group["payoff"])), ""]
         md += [CHECKS_CAPTION, "", md_table(checks_table(group["checks"])), ""]
+        if any(group.get("time_to_fixed", {}).values()):
+            md += [TIME_CAPTION, "", md_table(time_table(group["time_to_fixed"])), ""]
         for file, caption in figures(out, name, group):
             md += [f"![{caption}]({file})", ""]
     path = out / "study.md"

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from test_report import make_run
 
-from mathfirst.config import ConfigError
+from mathfirst.config import ConfigError, load_config
 from mathfirst.eval.paired import task_scores
-from mathfirst.study import run_study, verdict, write_study
+from mathfirst.study import run_study, schedule_changes, verdict, write_study
 
 ROOT = Path(__file__).parent.parent
 
@@ -73,9 +73,11 @@ def test_a_study_folder_with_other_settings_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_a_smoke_study_under_two_losses_runs_and_resumes(tmp_path):
-    """One seed of the smoke config under DAPO and GSPO: four runs, SFT trained once and shared."""
+    """One seed of the smoke config under DAPO and GSPO, each with a transfer-schedule arm: six runs, SFT
+    trained once and shared, each schedule arm's math stage its curriculum's."""
     cli = [sys.executable, "-m", "mathfirst.cli", "study", "--config", str(ROOT / "configs" / "smoke.yaml"),
-           "--seeds", "1", "--losses", "dapo,gspo", "--out", str(tmp_path / "study")]  # fmt: skip
+           "--seeds", "1", "--losses", "dapo,gspo", "--schedules", "transfer",
+           "--out", str(tmp_path / "study")]  # fmt: skip
     done = subprocess.run(cli, capture_output=True, text=True, timeout=1800, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "study" / "study.json").read_text())
@@ -87,6 +89,11 @@ def test_a_smoke_study_under_two_losses_runs_and_resumes(tmp_path):
     sft = (tmp_path / "study" / "dapo" / "seed0" / "curriculum" / "sft" / "model.safetensors").read_bytes()
     assert (gspo / "curriculum" / "sft" / "model.safetensors").read_bytes() == sft  # trained once, shared
     assert (gspo / "ablation" / "sft" / "model.safetensors").read_bytes() == sft
+    arm = gspo / "schedule-transfer"
+    assert yaml.safe_load((arm / "config.yaml").read_text())["rl_joint"]["schedule"] == "transfer"
+    math_rl = (gspo / "curriculum" / "rl_math" / "model.safetensors").read_bytes()
+    assert (arm / "rl_math" / "model.safetensors").read_bytes() == math_rl
+    assert "transfer_schedule_beats_fixed" in result["groups"]["gspo"]["claims"]
     again = subprocess.run(cli, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert again.returncode == 0 and "gspo: math RL raises math" in again.stdout
 
@@ -121,3 +128,30 @@ def test_the_models_checks_are_split_by_outcome(tmp_path):
     assert passed["acc"] == 0.35 and passed["n"] == 2 * 2 * 100  # (0.7 + 0) / 2 over seeds x samples x tasks
     assert checks["others"]["sft"]["a check fails"] == {"acc": None, "ci95": [0.0, 1.0], "n": 0}
     assert "| math: checks pass | 25.0% [" in (tmp_path / "study.md").read_text()
+
+
+def test_an_adaptive_schedule_arm_is_judged_against_the_fixed_curriculum(tmp_path):
+    """An arm whose joint RL lifts the other domains more, and sooner on its learning curve: its claim is
+    supported, and it reaches the fixed curriculum's final non-math accuracy in half the training time."""
+    make_study(tmp_path, 2, lift=0.2)
+    for s in range(2):
+        make_run(tmp_path / f"seed{s}" / "schedule-transfer", {
+            "sft": {"math": 0.5, "stem": 0.2, "logic": 0.3},
+            "rl_math": {"math": 0.7, "stem": 0.2, "logic": 0.3},
+            "rl_joint": {"math": 0.7, "stem": 0.6, "logic": 0.9},
+        })  # fmt: skip
+    plan = {"config": "c.yaml", "ablation": "a.yaml", "seeds": 2, "losses": [None], "schedules": ["transfer"]}
+    (tmp_path / "study.json").write_text(json.dumps({"plan": plan}))
+    group = write_study(tmp_path, 2, [None], ["transfer"])["groups"]["configured"]
+    assert group["claims"]["transfer_schedule_beats_fixed"]["verdict"] == "supported"
+    assert group["claims"]["transfer_schedule_beats_fixed_math"]["diff"] == pytest.approx(0.0)
+    times = group["time_to_fixed"]["transfer"]
+    assert times["per_seed"][0] == {"target": 0.35, "fixed_s": 120.0, "adaptive_s": 60.0}  # curve points 0, 60, 120 s
+    assert times["speedup"] == 2.0
+    assert "2.00x" in (tmp_path / "study.md").read_text()
+
+
+def test_a_schedule_arm_changes_only_the_stages_that_draw_several_domains():
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    assert schedule_changes(cfg, "learnability") == {"rl_joint": {"schedule": "learnability"}}
+    assert schedule_changes(cfg, None) == {}
