@@ -46,7 +46,7 @@ def run(
     if engine not in ("native", "verl"):
         fail(f"unknown engine {engine!r}; choose native or verl")
     if engine == "verl":
-        from mathfirst.verl_run import VerlUnavailable, run_on_verl
+        from mathfirst.verl.run import VerlUnavailable, run_on_verl
 
         try:
             run_on_verl(load_config(config or DEFAULT_CONFIG), out)
@@ -69,8 +69,8 @@ def analyze(
     judge_local: Path = typer.Option(None, help="judge detector: a local HF model folder instead of a URL"),
 ) -> None:
     """Skill frequencies per domain and stage (with 95% intervals) into RUN/skills.json."""
-    from mathfirst.analysis import DETECTORS, SKILLS, analyze_run
     from mathfirst.rewards.judge import Judge, JudgeUnavailable
+    from mathfirst.study.skills import DETECTORS, SKILLS, analyze_run
 
     if detector not in (*DETECTORS, "judge"):
         fail(f"unknown detector {detector!r}; choose from: {', '.join([*DETECTORS, 'judge'])}")
@@ -106,8 +106,8 @@ def study(
 ) -> None:
     """Test the paper's claims over seeds: curriculum and ablation per seed (and an arm per adaptive schedule),
     each effect with a 95% interval over seeds and tasks, and a verdict per claim (study.md, study.json, figures)."""
-    from mathfirst.losses import LOSS_DEFAULTS
-    from mathfirst.study import ADAPTIVE_SCHEDULES, run_study
+    from mathfirst.rl.losses import LOSS_DEFAULTS
+    from mathfirst.study.study import ADAPTIVE_SCHEDULES, run_study
 
     ablation = ablation or config.with_name(f"{config.stem}-no-math.yaml")
     if not ablation.is_file():
@@ -135,7 +135,7 @@ def study(
 @app.command()
 def report(runs: list[Path] = typer.Argument(..., help="run folders; the first gets the report")) -> None:
     """Write report.md and a self-contained report.html (plots inlined) into the first run."""
-    from mathfirst.report import write_report
+    from mathfirst.eval.report import write_report
 
     for r in runs:
         if not r.is_dir():
@@ -162,7 +162,7 @@ def serve(
 ) -> None:
     """Serve a checkpoint over an OpenAI-compatible HTTP API (/v1/models, /v1/completions, /v1/chat/completions,
     /health); concurrent requests are sampled together."""
-    from mathfirst.serve import serve as run_server
+    from mathfirst.serve.app import serve as run_server
 
     if not (checkpoint / "config.json").is_file():
         fail(f"{checkpoint} is not a Hugging Face model folder (no config.json)")
@@ -238,7 +238,7 @@ def bench(
     to accuracy against TRL: bench/learning-<folder name>.json and .png)."""
     import json
 
-    from mathfirst.speed import LEARNING_CONFIG, run_bench, run_learning_bench, run_model_bench
+    from mathfirst.bench.bench import LEARNING_CONFIG, run_bench, run_learning_bench, run_model_bench
 
     if model is not None and not (model / "config.json").is_file():
         fail(f"not a Hugging Face model folder (no config.json): {model}")
@@ -270,7 +270,7 @@ def plan(
     measure: bool = typer.Option(False, help="also run two worst-case steps of each stage and report its peak"),
 ) -> None:
     """Each stage's estimated peak memory, part by part, against the budget; nothing is loaded (see docs/memory.md)."""
-    from mathfirst.memory import print_plan
+    from mathfirst.plan.plan import print_plan
 
     try:
         cfg = load_config(config)
@@ -290,7 +290,7 @@ def export_verl_command(
     out: Path = typer.Option(Path("verl_export"), help="folder for the stages' data, overrides and launch.sh"),
 ) -> None:
     """Per stage: verl-schema parquet, verl config overrides (paper/recipe tagged), and launch.sh to chain them."""
-    from mathfirst.verl_export import export_verl
+    from mathfirst.verl.export import export_verl
 
     try:
         folders = export_verl(load_config(config), out)

@@ -9,14 +9,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mathfirst.data.schema import DOMAINS
-from mathfirst.endpoint import CONCURRENCY
-from mathfirst.losses import LOSS_DEFAULTS
+from mathfirst.rl.losses import LOSS_DEFAULTS
+from mathfirst.serve.client import CONCURRENCY
 
 PRESETS = Path(__file__).parent / "configs"  # shipped with the package; `configs/` in a checkout links here
 DEFAULT_CONFIG = PRESETS / "tiny.yaml"
 STAGES = ("pretrain", "sft", "rl_math", "rl_joint")
 RL_STAGES = ("rl_math", "rl_joint")
-SCHEDULES = ("fixed", "learnability", "transfer")  # domain schedules of an RL stage (domain_schedule.py)
+SCHEDULES = ("fixed", "learnability", "transfer")  # domain schedules of an RL stage (rl/domain_schedule.py)
 
 
 class ConfigError(Exception):
@@ -176,7 +176,7 @@ class RLConfig(Strict):
     max_new_tokens: int = Field(192, gt=0, description="longest response")
     loss: Literal["dapo", "grpo", "dr_grpo", "gspo", "cispo"] = Field(
         "dapo",
-        description="policy loss (losses.py); it sets clip_low, clip_high, loss_agg, norm_adv_by_std (and grpo "
+        description="policy loss (rl/losses.py); it sets clip_low, clip_high, loss_agg, norm_adv_by_std (and grpo "
         "kl_coef, kl_estimator) to its own values unless the stage sets them",
     )
     norm_adv_by_std: bool = Field(True, description="divide group advantages by their std (Dr. GRPO: false)")
@@ -200,7 +200,7 @@ class RLConfig(Strict):
         "uniform",
         description="uniform: every prompt of a domain alike; informative: prefer the prompts whose groups are "
         "likely to be kept (neither all right nor all wrong), from the outcomes of recent groups per prompt and "
-        "task kind (prompt_selection.py); domains keep their shares",
+        "task kind (rl/prompt_selection.py); domains keep their shares",
     )
     max_gen_rounds: int = Field(3, gt=0, description="sampling rounds per step at most, to fill the batch")
     mini_batch_groups: int = Field(8, gt=0, description="groups per optimizer step")
@@ -233,9 +233,9 @@ class RLConfig(Strict):
     domain_weights: dict[str, float] = Field({}, description="relative sampling weight per domain; missing = 1")
     schedule: Literal[SCHEDULES] = Field(  # type: ignore[valid-type]
         "fixed",
-        description="how each step's domains are drawn (domain_schedule.py): fixed: by domain_weights; learnability: "
-        "more of the domains whose recent groups were informative; transfer: learnability times the domain's "
-        "gradient alignment with the other domains; every domain keeps a floor share",
+        description="how each step's domains are drawn (rl/domain_schedule.py): fixed: by domain_weights; "
+        "learnability: more of the domains whose recent groups were informative; transfer: learnability times the "
+        "domain's gradient alignment with the other domains; every domain keeps a floor share",
     )
 
     @model_validator(mode="after")

@@ -12,23 +12,23 @@ import torch
 from rich.console import Console
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from mathfirst.analysis import analyze_run
-from mathfirst.checkpoint import DiskFull, disk_full, fsync, write_json_atomic
 from mathfirst.config import RL_STAGES, STAGES, ConfigError, RunConfig, dump_config, load_config
 from mathfirst.data.assemble import rl_prompts, stage_examples, stage_seed
 from mathfirst.data.gym import check_gym
 from mathfirst.data.loaders import check_model_folder, load_rl_prompts, load_sft_pairs
 from mathfirst.eval.curve import LearningCurve
 from mathfirst.eval.heldout import evaluate_heldout, print_eval
+from mathfirst.eval.report import write_report
 from mathfirst.eval.suites import SHIPPED
-from mathfirst.memory import plan, refusal
 from mathfirst.model import best_device, build_tiny_model, count_params, load_model, save_model
-from mathfirst.precision import autocast, compute_dtype
-from mathfirst.report import write_report
-from mathfirst.rl import train_rl
-from mathfirst.self_distill import self_distilled_pairs
-from mathfirst.sft import encode_chats, train
+from mathfirst.plan.plan import plan, refusal
+from mathfirst.rl.loop import train_rl
+from mathfirst.study.skills import analyze_run
 from mathfirst.tokenizer import train_tokenizer
+from mathfirst.train.checkpoint import DiskFull, disk_full, fsync, write_json_atomic
+from mathfirst.train.precision import autocast, compute_dtype
+from mathfirst.train.self_distill import self_distilled_pairs
+from mathfirst.train.sft import encode_chats, train
 
 console = Console()
 

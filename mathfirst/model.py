@@ -43,7 +43,7 @@ def build_tiny_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase, seed:
 
 def load_model(path: str | Path, dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Any local HF causal-LM folder (config.json, weights, tokenizer files), its weights in `dtype` (fp32 for
-    training: see precision.py)."""
+    training: see train/precision.py)."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"not a Hugging Face model folder (no config.json): {path}")

@@ -56,4 +56,4 @@ else
   echo "gpu_check: installed from $wheels into $site: ${install[*]}"
 fi
 export PYTHONPATH="$root${site:+:$site}${PYTHONPATH:+:$PYTHONPATH}"
-exec "$python" -m mathfirst.gpu_check "$out" "$@"
+exec "$python" -m mathfirst.bench.gpu_check "$out" "$@"

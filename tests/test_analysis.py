@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from mathfirst.analysis import analyze_run, detect_keywords, detect_moves, parse_skill_reply, skill_rates
 from mathfirst.eval.stats import wilson
+from mathfirst.study.skills import analyze_run, detect_keywords, detect_moves, parse_skill_reply, skill_rates
 
 
 def test_wilson_interval_matches_known_values():

@@ -56,10 +56,10 @@ def tiny_llama(tmp_path: Path) -> Path:
 
 
 def test_update_flops_count_each_prompt_once_and_the_head_on_response_tokens_only(tmp_path):
-    from mathfirst.bench_step import update_flops
+    from mathfirst.bench.step import update_flops
     from mathfirst.model import load_model
-    from mathfirst.rl import Group
-    from mathfirst.rollout import Rollout
+    from mathfirst.rl.loop import Group
+    from mathfirst.sampling.rollout import Rollout
 
     model, _ = load_model(tiny_llama(tmp_path))
     group = Group(None, [Rollout([1] * 10, [2] * n, [0.0] * n, False) for n in (3, 5)], [1.0, 0.0], [1.0, -1.0], [])
@@ -73,7 +73,7 @@ def test_update_flops_count_each_prompt_once_and_the_head_on_response_tokens_onl
 def test_a_real_models_workload_asks_in_its_chat_template_and_its_verifier_scores(tmp_path):
     from transformers import AutoTokenizer
 
-    from mathfirst.bench_workload import Workload, prompt_ids, rewards, tasks
+    from mathfirst.bench.workload import Workload, prompt_ids, rewards, tasks
 
     folder = tiny_llama(tmp_path)
     w = Workload(str(folder), prompts=4, new_tokens=32)

@@ -9,8 +9,8 @@ import torch
 from test_bench import tiny_llama
 from typer.testing import CliRunner
 
+from mathfirst.bench.bench import learning_speedup
 from mathfirst.cli import app
-from mathfirst.speed import learning_speedup
 
 SMOKE = Path(__file__).parent.parent / "configs" / "smoke.yaml"
 
@@ -41,10 +41,10 @@ def test_no_speedup_when_ours_ends_no_better_than_it_started():
 
 
 def test_trl_gets_our_dapo_settings_and_our_reward(tmp_path):
-    from mathfirst.bench_learning import trl_args, updates_per_step
+    from mathfirst.bench.learning import trl_args, updates_per_step
     from mathfirst.config import load_config
     from mathfirst.data.assemble import heldout_prompts
-    from mathfirst.rl import dapo_rewards
+    from mathfirst.rl.loop import dapo_rewards
 
     cfg = load_config(SMOKE, {"model": {"init": str(tmp_path)}})
     rcfg = cfg.rl_math  # 4 prompts x 4 per step, 2 groups per optimizer step, up to 48 tokens, buffer 8
@@ -61,9 +61,9 @@ def test_trl_gets_our_dapo_settings_and_our_reward(tmp_path):
 
 
 def test_trl_gets_our_adamw_and_our_warm_up_per_rl_step(tmp_path):
-    from mathfirst.bench_learning import our_optimizer
+    from mathfirst.bench.learning import our_optimizer
     from mathfirst.config import load_config
-    from mathfirst.rl import lr_at
+    from mathfirst.rl.loop import lr_at
 
     rcfg = load_config(SMOKE, {"model": {"init": str(tmp_path)}, "rl_math": {"warmup_steps": 2}}).rl_math
     optimizer, schedule = our_optimizer(torch.nn.Linear(2, 2), rcfg)  # 2 optimizer steps per RL step

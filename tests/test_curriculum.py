@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from mathfirst.checkpoint import latest_checkpoint
 from mathfirst.data.schema import DOMAINS
-from mathfirst.metrics import read_metrics
+from mathfirst.train.checkpoint import latest_checkpoint
+from mathfirst.train.metrics import read_metrics
 
 ROOT = Path(__file__).parent.parent
 SMOKE = ROOT / "configs" / "smoke.yaml"

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mathfirst.dapo import agg_loss, group_advantages, informative_groups, kl_penalty, overlong_penalty, policy_loss
+from mathfirst.rl.dapo import agg_loss, group_advantages, informative_groups, kl_penalty, overlong_penalty, policy_loss
 
 VERL = json.loads((Path(__file__).parent / "fixtures" / "verl_dapo.json").read_text())
 MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")

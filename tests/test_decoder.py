@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, Qwen2Config, Qwen3Config
 
-from mathfirst.decoder import StaticDecoder, attention_mask, supported
-from mathfirst.rollout import HFDecoder, left_pad, sample_batch
+from mathfirst.sampling.decoder import StaticDecoder, attention_mask, supported
+from mathfirst.sampling.rollout import HFDecoder, left_pad, sample_batch
 
 LLAMA3_ROPE = {
     "rope_type": "llama3",

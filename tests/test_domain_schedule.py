@@ -7,9 +7,9 @@ from test_rl import fixed_groups, rl_cfg
 from mathfirst.config import RLConfig
 from mathfirst.data.assemble import task_pools
 from mathfirst.data.loaders import RLPrompt
-from mathfirst.domain_schedule import FLOOR, SCHEDULE_FILE, DomainSchedule, GradientProbe, informative_counts
-from mathfirst.metrics import read_metrics
-from mathfirst.rl import pack, train_rl, update
+from mathfirst.rl.domain_schedule import FLOOR, SCHEDULE_FILE, DomainSchedule, GradientProbe, informative_counts
+from mathfirst.rl.loop import pack, train_rl, update
+from mathfirst.train.metrics import read_metrics
 
 DOMAINS = ["math", "code", "logic"]
 

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from mathfirst.endpoint import EndpointError, call_endpoint
+from mathfirst.serve.client import EndpointError, call_endpoint
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -1,4 +1,4 @@
-"""The GPU check (scripts/gpu_check.sh, mathfirst/gpu_check.py) on its tiny shape, on this CPU: the code a GPU
+"""The GPU check (scripts/gpu_check.sh, mathfirst/bench/gpu_check.py) on its tiny shape, on this CPU: the code a GPU
 machine runs, with the presets' LoRA and checkpointing, so that its one command cannot rot before a GPU comes."""
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mathfirst.gpu_check import check, part_in_process
+from mathfirst.bench.gpu_check import check, part_in_process
 
 ROOT = Path(__file__).parent.parent
 TOLERANCE = 0.25  # |estimate - measured| / measured, as tests/test_memory.py holds the estimate on a CPU

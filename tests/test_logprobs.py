@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-import mathfirst.logprobs as logprobs
-from mathfirst.logprobs import ChunkLogprobs, head_logprobs
+import mathfirst.rl.logprobs as logprobs
+from mathfirst.rl.logprobs import ChunkLogprobs, head_logprobs
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])

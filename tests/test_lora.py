@@ -6,17 +6,17 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, Qwen3Config
 
-from mathfirst.checkpoint import latest_checkpoint
 from mathfirst.config import LoraConfig, ModelConfig, RLConfig, TrainConfig
 from mathfirst.data.assemble import task_pools
 from mathfirst.data.loaders import RLPrompt
-from mathfirst.decoder import StaticDecoder
-from mathfirst.lora import ADAPTER_FILE, add_lora, has_lora
 from mathfirst.model import build_tiny_model, save_model, trainable
-from mathfirst.rl import Group, pack, train_rl, update
-from mathfirst.rollout import HFDecoder, Rollout, left_pad
-from mathfirst.sft import collate, encode_chats, train
+from mathfirst.rl.loop import Group, pack, train_rl, update
+from mathfirst.sampling.decoder import StaticDecoder
+from mathfirst.sampling.rollout import HFDecoder, Rollout, left_pad
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
+from mathfirst.train.checkpoint import latest_checkpoint
+from mathfirst.train.lora import ADAPTER_FILE, add_lora, has_lora
+from mathfirst.train.sft import collate, encode_chats, train
 
 PAIRS = [(f"Compute {a} + 1.", f"Answer: \\boxed{{{a + 1}}}") for a in range(10)]
 LORA = LoraConfig(rank=4, alpha=8)

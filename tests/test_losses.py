@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mathfirst.config import RLConfig
-from mathfirst.dapo import group_advantages
-from mathfirst.losses import LOSS_DEFAULTS, cispo_loss, gspo_loss, objective
+from mathfirst.rl.dapo import group_advantages
+from mathfirst.rl.losses import LOSS_DEFAULTS, cispo_loss, gspo_loss, objective
 
 VERL = json.loads((Path(__file__).parent / "fixtures" / "verl_dapo.json").read_text())
 CASES = {  # fixture case: (our loss, advantages key, clip low, clip high, aggregation, horizon)

@@ -13,7 +13,7 @@ import yaml
 
 from mathfirst.config import ConfigError, RunConfig, load_config
 from mathfirst.curriculum import check_memory, fitted
-from mathfirst.memory import GB, estimate_stage, model_config, model_shape, plan
+from mathfirst.plan.plan import GB, estimate_stage, model_config, model_shape, plan
 
 ROOT = Path(__file__).parent.parent
 SHAPES = Path(__file__).parent / "fixtures" / "shapes"
@@ -23,7 +23,7 @@ TOLERANCE = 0.25  # |estimate - measured| / measured on a CPU (the resident set 
 def probe(tmp_path: Path, config: dict, stage: str) -> dict:
     path = tmp_path / f"{stage}.yaml"
     path.write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "mathfirst.memory_probe", str(path), stage]
+    cmd = [sys.executable, "-m", "mathfirst.plan.probe", str(path), stage]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={"OMP_NUM_THREADS": "1", "PATH": ""})
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.splitlines()[-1])

@@ -2,7 +2,7 @@
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mathfirst.metrics import MetricsLog, read_metrics
+from mathfirst.train.metrics import MetricsLog, read_metrics
 
 
 def test_jsonl_and_tensorboard_carry_the_same_metrics_and_a_resume_drops_later_steps(tmp_path):

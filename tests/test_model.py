@@ -10,7 +10,7 @@ from transformers import (
 
 from mathfirst.config import ModelConfig
 from mathfirst.model import build_tiny_model, load_model, save_model
-from mathfirst.rollout import generate
+from mathfirst.sampling.rollout import generate
 from mathfirst.tokenizer import train_tokenizer
 
 CORPUS = ["Compute 12 + 34.\nSubgoal: add the ones.\nAnswer: \\boxed{46}"] * 20 + ["Who is the tallest? Ann"] * 5

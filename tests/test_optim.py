@@ -3,8 +3,8 @@ import torch
 
 from mathfirst.config import ModelConfig, TrainConfig
 from mathfirst.model import build_tiny_model
-from mathfirst.optim import MuonAdamW, hidden_matrices, make_optimizer, orthogonalize
 from mathfirst.tokenizer import train_tokenizer
+from mathfirst.train.optim import MuonAdamW, hidden_matrices, make_optimizer, orthogonalize
 
 
 def test_orthogonalize_flattens_the_singular_values_of_each_matrix_in_a_stack():

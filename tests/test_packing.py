@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from mathfirst.packing import packed_attention
+from mathfirst.rl.packing import packed_attention
 
 
 def test_packed_attention_equals_the_dense_mask_on_every_real_token():

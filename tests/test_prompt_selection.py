@@ -4,8 +4,8 @@ import pytest
 
 from mathfirst.config import RLConfig
 from mathfirst.data.loaders import RLPrompt
-from mathfirst.prompt_selection import GROUPS_FILE, PromptMemory, informative_chance, outcomes
-from mathfirst.rl import pick_tasks
+from mathfirst.rl.loop import pick_tasks
+from mathfirst.rl.prompt_selection import GROUPS_FILE, PromptMemory, informative_chance, outcomes
 
 
 def prompt(kind: str, i: int, domain: str = "math") -> RLPrompt:

@@ -15,11 +15,11 @@ from mathfirst.config import GymConfig, ModelConfig, RLConfig, TrainConfig, load
 from mathfirst.data.assemble import stage_examples, task_pools
 from mathfirst.eval.backends import LocalBackend
 from mathfirst.eval.benchmarks import evaluate_benchmarks
-from mathfirst.metrics import read_metrics
 from mathfirst.model import load_model, save_model
 from mathfirst.prompts import user_message
-from mathfirst.rl import train_rl
-from mathfirst.sft import encode_chats, train
+from mathfirst.rl.loop import train_rl
+from mathfirst.train.metrics import read_metrics
+from mathfirst.train.sft import encode_chats, train
 
 ROOT = Path(__file__).parent.parent
 GYM = GymConfig(rows_per_domain=40, tasks={"basic_arithmetic": {"config": {"max_terms": 2, "max_digits": 1}}})
@@ -143,13 +143,13 @@ VARIANTS = [
 
 @pytest.mark.parametrize("stage, change", VARIANTS)
 def test_the_memory_estimate_holds_for_smollm2_steps(smollm2, tmp_path, stage, change):
-    """Two worst-case steps in a fresh process (mathfirst.memory_probe): the resident peak against the estimate."""
+    """Two worst-case steps in a fresh process (mathfirst.plan.probe): the resident peak against the estimate."""
     config = json.loads(json.dumps(SMALL))
     config["model"]["init"] = str(smollm2)
     config[stage] |= change
     path = tmp_path / "c.yaml"
     path.write_text(json.dumps(config))
-    cmd = [sys.executable, "-m", "mathfirst.memory_probe", str(path), stage]
+    cmd = [sys.executable, "-m", "mathfirst.plan.probe", str(path), stage]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={"OMP_NUM_THREADS": "2", "PATH": ""})
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.splitlines()[-1])

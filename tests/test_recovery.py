@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mathfirst.checkpoint import CheckpointDamaged, damage
 from mathfirst.config import TrainConfig
-from mathfirst.metrics import read_metrics
-from mathfirst.sft import encode_chats, train
+from mathfirst.train.checkpoint import CheckpointDamaged, damage
+from mathfirst.train.metrics import read_metrics
+from mathfirst.train.sft import encode_chats, train
 
 ROOT = Path(__file__).parent.parent
 SMOKE = ROOT / "configs" / "smoke.yaml"
@@ -58,7 +58,7 @@ def test_a_checkpoint_is_on_the_disk_before_it_is_renamed_in(tmp_path):
         pytest.skip("strace is not installed")
     last, trace = tmp_path / "last", tmp_path / "trace.txt"
     script = TINY + (
-        "from pathlib import Path\nfrom mathfirst.checkpoint import save_checkpoint\n"
+        "from pathlib import Path\nfrom mathfirst.train.checkpoint import save_checkpoint\n"
         f"save_checkpoint(Path({str(last)!r}), model, tok, optimizer, 1)\n"
         f"save_checkpoint(Path({str(last)!r}), model, tok, optimizer, 2)\n"
     )
@@ -144,7 +144,7 @@ def test_a_disk_that_fills_during_a_save_leaves_the_last_checkpoint_whole(tmp_pa
         + FILL
         + (
             "import json, os\nfrom pathlib import Path\n"
-            "from mathfirst.checkpoint import DiskFull, damage, save_checkpoint\n"
+            "from mathfirst.train.checkpoint import DiskFull, damage, save_checkpoint\n"
             f"disk = Path({str(tmp_path / 'disk')!r})\nlast = disk / 'last'\n"
             "save_checkpoint(last, model, tok, optimizer, 1)\nfill(disk)\n"
             "try:\n    save_checkpoint(last, model, tok, optimizer, 2)\n    stop = None\n"
@@ -164,8 +164,8 @@ def test_a_disk_that_fills_during_a_save_leaves_the_last_checkpoint_whole(tmp_pa
 
 def test_a_disk_that_fills_during_a_log_write_stops_with_one_line(tmp_path):
     script = FILL + (
-        "import json\nfrom pathlib import Path\nfrom mathfirst.checkpoint import DiskFull\n"
-        "from mathfirst.metrics import MetricsLog, read_metrics\n"
+        "import json\nfrom pathlib import Path\nfrom mathfirst.train.checkpoint import DiskFull\n"
+        "from mathfirst.train.metrics import MetricsLog, read_metrics\n"
         f"disk = Path({str(tmp_path / 'disk')!r})\n"
         "log = MetricsLog(disk / 'metrics.jsonl')\nlog.log(1, loss=1.0)\nfill(disk)\n"
         "stops = []\nfor step in (2, 3, 4):\n    try:\n        log.log(step, loss=1.0, note='x' * 5000)\n"
@@ -186,7 +186,7 @@ def test_a_run_whose_disk_fills_stops_with_one_line_and_resumes_once_there_is_ro
     config.write_text(text.replace("steps: 40", "steps: 60", 1))
     out = tmp_path / "disk" / "run"
     script = FILL + (
-        "import json, subprocess, sys, time\nfrom pathlib import Path\nfrom mathfirst.checkpoint import damage\n"
+        "import json, subprocess, sys, time\nfrom pathlib import Path\nfrom mathfirst.train.checkpoint import damage\n"
         f"out = Path({str(out)!r})\nlast = out / 'pretrain' / 'last'\n"
         "cli = [sys.executable, '-m', 'mathfirst.cli', 'run', '--out', str(out)]\n"
         f"run = subprocess.Popen([*cli, '--config', {str(config)!r}], stdout=subprocess.PIPE, stderr=subprocess.PIPE,"
@@ -214,7 +214,7 @@ def test_a_disk_that_fills_as_a_stage_saves_its_model_stops_with_one_line(tmp_pa
         TINY
         + FILL
         + (
-            "import json, os\nfrom pathlib import Path\nfrom mathfirst.checkpoint import DiskFull\n"
+            "import json, os\nfrom pathlib import Path\nfrom mathfirst.train.checkpoint import DiskFull\n"
             "from mathfirst.curriculum import save_stage_model\n"
             f"disk = Path({str(tmp_path / 'disk')!r})\nstage = disk / 'sft'\nstage.mkdir()\nfill(disk)\n"
             "try:\n    save_stage_model(model, tok, stage, 'sft')\n    stop = None\n"

@@ -1,8 +1,8 @@
 import json
 import re
 
+from mathfirst.eval.report import signed, write_report
 from mathfirst.eval.stats import wilson
-from mathfirst.report import signed, write_report
 
 DOMAINS = ("math", "stem", "logic")
 SKILLS_ON = {"subgoal": True, "enumeration": False, "verification": True, "backtracking": False}

@@ -5,16 +5,16 @@ import pytest
 import torch
 
 from mathfirst.config import EvalConfig, RLConfig, RunConfig, WorldConfig
-from mathfirst.dapo import agg_loss, kl_penalty
 from mathfirst.data.assemble import task_pools
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.eval.curve import LearningCurve, read_curve
-from mathfirst.losses import objective
-from mathfirst.metrics import read_metrics
 from mathfirst.model import set_checkpointing
-from mathfirst.rl import Group, collect_batch, pack, pick_tasks, step_metrics, train_rl, update
-from mathfirst.rollout import Rollout
+from mathfirst.rl.dapo import agg_loss, kl_penalty
+from mathfirst.rl.loop import Group, collect_batch, pack, pick_tasks, step_metrics, train_rl, update
+from mathfirst.rl.losses import objective
+from mathfirst.sampling.rollout import Rollout
 from mathfirst.tokenizer import chat_prompt_ids
+from mathfirst.train.metrics import read_metrics
 
 
 def token_logprobs(model, ids: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,7 +3,7 @@ import torch
 
 from mathfirst.config import ModelConfig
 from mathfirst.model import build_tiny_model
-from mathfirst.rollout import generate, sample
+from mathfirst.sampling.rollout import generate, sample
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
 
 CORPUS = ["Compute 12 + 34.\nSubgoal: add the ones.\nAnswer: \\boxed{46}"] * 20 + ["Who is the tallest? Ann"] * 5

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mathfirst.self_distill import select_verified
+from mathfirst.train.self_distill import select_verified
 
 PLAIN = "7 + 9 = 16\nAnswer: \\boxed{16}"
 CHECKED = "Subgoal: add.\n7 + 9 = 16\nCheck: 16 - 9 = 7\nAnswer: \\boxed{16}"
@@ -26,8 +26,8 @@ def test_per_prompt_keeps_the_ones_that_verify_or_backtrack():
 def test_self_distilled_rows_are_written_once_and_read_back_on_resume(tmp_path):
     from mathfirst.config import ModelConfig, RunConfig, SelfDistillConfig
     from mathfirst.model import build_tiny_model
-    from mathfirst.self_distill import FILE, self_distilled_pairs
     from mathfirst.tokenizer import train_tokenizer
+    from mathfirst.train.self_distill import FILE, self_distilled_pairs
 
     tok = train_tokenizer(["Compute 12 + 34.\nAnswer: \\boxed{46}"] * 20, 400)
     model = build_tiny_model(ModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1), tok, 0).eval()
@@ -43,7 +43,7 @@ def test_self_distilled_rows_are_written_once_and_read_back_on_resume(tmp_path):
 
 def test_an_export_refuses_self_distillation_instead_of_dropping_it(tmp_path):
     from mathfirst.config import DEFAULT_CONFIG, ConfigError, SelfDistillConfig, load_config
-    from mathfirst.verl_export import export_verl
+    from mathfirst.verl.export import export_verl
 
     cfg = load_config(DEFAULT_CONFIG.parent / "smoke.yaml")
     cfg.sft.optimizer, cfg.sft.self_distill = "adamw", SelfDistillConfig()

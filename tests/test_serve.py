@@ -17,15 +17,15 @@ import psutil
 import pytest
 import torch
 
-from mathfirst.analysis import SKILLS, analyze_run
 from mathfirst.config import ModelConfig, TrainConfig
 from mathfirst.model import build_tiny_model, load_model, save_model
 from mathfirst.rewards import compute_score
 from mathfirst.rewards.judge import Judge, JudgeUnavailable, parse_verdict, score_judged
-from mathfirst.rollout import sample
-from mathfirst.serve import launch, make_server
-from mathfirst.sft import encode_chats, train
+from mathfirst.sampling.rollout import sample
+from mathfirst.serve.app import launch, make_server
+from mathfirst.study.skills import SKILLS, analyze_run
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
+from mathfirst.train.sft import encode_chats, train
 
 CORPUS = ["Compute 12 + 34.\nSubgoal: add.\nAnswer: \\boxed{46}\nYES NO"] * 20 + ["Who is the tallest? Ann"] * 5
 

@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from mathfirst.checkpoint import latest_checkpoint
 from mathfirst.config import ModelConfig, TrainConfig
-from mathfirst.metrics import read_metrics
 from mathfirst.model import build_tiny_model
-from mathfirst.sft import IGNORE, batch_indices, collate, encode_chats, lr_at, train
 from mathfirst.tokenizer import chat_prompt_ids, train_tokenizer
+from mathfirst.train.checkpoint import latest_checkpoint
+from mathfirst.train.metrics import read_metrics
+from mathfirst.train.sft import IGNORE, batch_indices, collate, encode_chats, lr_at, train
 
 PAIRS = [(f"Compute {a} + 1.", f"Answer: \\boxed{{{a + 1}}}") for a in range(10)]
 

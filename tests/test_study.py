@@ -12,7 +12,7 @@ from test_report import make_run
 
 from mathfirst.config import ConfigError, load_config
 from mathfirst.eval.paired import task_scores
-from mathfirst.study import run_study, schedule_changes, verdict, write_study
+from mathfirst.study.study import run_study, schedule_changes, verdict, write_study
 
 ROOT = Path(__file__).parent.parent
 

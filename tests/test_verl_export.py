@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from mathfirst.config import ConfigError, load_config
-from mathfirst.dapo import overlong_penalty
-from mathfirst.verl_export import export_verl
+from mathfirst.rl.dapo import overlong_penalty
+from mathfirst.verl.export import export_verl
 
 ROOT = Path(__file__).parent.parent
 

@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from mathfirst.data.loaders import DataError, check_model_folder
-from mathfirst.endpoint import CONCURRENCY, EndpointError, call_endpoint
-from mathfirst.rollout import decode, generate, rollout, sample
+from mathfirst.sampling.rollout import decode, generate, rollout, sample
+from mathfirst.serve.client import CONCURRENCY, EndpointError, call_endpoint
 from mathfirst.tokenizer import chat_prompt_ids
 
 BACKENDS = ("local", "hf", "vllm", "http")

@@ -12,7 +12,7 @@ from mathfirst.config import RLConfig, RunConfig
 from mathfirst.data.assemble import heldout_prompts
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.eval.heldout import Generation, score_domain
-from mathfirst.metrics import MetricsLog, read_metrics
+from mathfirst.train.metrics import MetricsLog, read_metrics
 
 CURVE_FILE = "curve.jsonl"
 CURVE_KEYS = ("greedy", "greedy_ci95", "format", "acc_in_format")  # what each point keeps per domain

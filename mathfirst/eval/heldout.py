@@ -16,7 +16,7 @@ from mathfirst.data.loaders import RLPrompt
 from mathfirst.data.reasoning import detect_skills
 from mathfirst.eval.stats import bootstrap_interval, wilson
 from mathfirst.rewards import compute_scores, in_answer_format
-from mathfirst.rollout import decode, sample
+from mathfirst.sampling.rollout import decode, sample
 from mathfirst.tokenizer import chat_prompt_ids
 
 

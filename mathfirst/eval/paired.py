@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mathfirst.analysis import read_samples
 from mathfirst.config import STAGES
 from mathfirst.eval.stats import paired_difference
+from mathfirst.study.skills import read_samples
 
 NON_MATH = "mean of the non-math domains"
 COMPARED = tuple(s for s in STAGES if s != "pretrain")  # the curriculum's stages; pretraining is a tiny-only warm-up

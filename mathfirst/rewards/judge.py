@@ -12,7 +12,7 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mathfirst.endpoint import CONCURRENCY, EndpointError, call_endpoint
+from mathfirst.serve.client import CONCURRENCY, EndpointError, call_endpoint
 
 TEMPLATE = Path(__file__).parent.parent / "prompts" / "judge_equivalence.txt"
 VERDICT = re.compile(r"^\W*(YES|NO)\W*$", re.IGNORECASE)  # the whole reply: one word, punctuation aside
@@ -112,7 +112,7 @@ class Judge:
         return reply["choices"][0]["message"]["content"]
 
     def _ask_local(self, prompts: list[str], max_tokens: int) -> list[str]:
-        from mathfirst.rollout import decode, sample
+        from mathfirst.sampling.rollout import decode, sample
         from mathfirst.tokenizer import chat_prompt_ids
 
         model, tokenizer = self._local

@@ -1,0 +1,1 @@
+"""`mathfirst bench`: speed and learning against named peers, and the prepared GPU check."""

@@ -1,0 +1,103 @@
+"""The policy-loss family beside DAPO, each a pure tensor function matching verl's `core_algos.py`:
+GRPO (DeepSeek-R1: symmetric clip, sequence-mean aggregation, a KL term), Dr. GRPO (no std normalisation,
+token sums over a constant horizon), GSPO (Qwen3: a sequence-level importance ratio, tight clips) and CISPO
+(MiniMax-M1: the clipped importance weight as a stop-gradient coefficient of log pi). A `loss:` key picks one
+and fills the settings it defines, which a config may still override."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from mathfirst.rl.dapo import LossAgg, agg_loss, policy_loss
+
+Loss = Literal["dapo", "grpo", "dr_grpo", "gspo", "cispo"]
+
+# What each loss defines (config keys of an RL stage), and verl's policy_loss.loss_mode for it.
+LOSS_DEFAULTS: dict[str, dict[str, object]] = {
+    "dapo": {"clip_low": 0.2, "clip_high": 0.28, "loss_agg": "token-mean", "norm_adv_by_std": True},
+    "grpo": {"clip_low": 0.2, "clip_high": 0.2, "loss_agg": "seq-mean-token-mean", "norm_adv_by_std": True,
+             "kl_coef": 0.001, "kl_estimator": "low_var_kl"},
+    "dr_grpo": {"clip_low": 0.2, "clip_high": 0.2, "loss_agg": "seq-mean-token-sum-norm", "norm_adv_by_std": False},
+    "gspo": {"clip_low": 3e-4, "clip_high": 4e-4, "loss_agg": "seq-mean-token-mean", "norm_adv_by_std": True},
+    "cispo": {"clip_low": 1.0, "clip_high": 0.28, "loss_agg": "token-mean", "norm_adv_by_std": True},
+}  # fmt: skip
+VERL_LOSS_MODE = {"dapo": "vanilla", "grpo": "vanilla", "dr_grpo": "vanilla", "gspo": "gspo", "cispo": "cispo"}
+
+
+def _per_token(advantages: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return advantages[:, None].expand_as(like) if advantages.dim() == 1 else advantages
+
+
+def _stats(clipped: torch.Tensor, log_ratio: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    fmask = mask.to(log_ratio.dtype)
+    n = fmask.sum().clamp(min=1)
+    return {"clip_frac": float((clipped * fmask).sum() / n), "ppo_kl": float((-log_ratio.detach() * fmask).sum() / n)}
+
+
+def gspo_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_low: float = 3e-4,
+    clip_high: float = 4e-4,
+    agg: LossAgg = "seq-mean-token-mean",
+    horizon: int | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """GSPO: every token of a response shares its sequence's ratio exp(mean_t log(pi / pi_old)), clipped to
+    [1 - clip_low, 1 + clip_high]; the gradient flows through each token's own log-prob."""
+    advantages = _per_token(advantages, logp)
+    log_ratio = logp - old_logp
+    seq_log_ratio = (log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+    token_log_ratio = (logp - logp.detach() + seq_log_ratio.detach()[:, None]).clamp(max=10.0)
+    ratio = torch.exp(token_log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1 - clip_low, 1 + clip_high)
+    loss_mat = torch.maximum(unclipped, clipped)
+    with torch.no_grad():
+        stats = _stats((clipped > unclipped).to(logp.dtype), log_ratio, mask)
+    return agg_loss(loss_mat, mask, agg, horizon), stats
+
+
+def cispo_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_low: float = 1.0,
+    clip_high: float = 0.28,
+    agg: LossAgg = "token-mean",
+    horizon: int | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """CISPO: -sg(clip(ratio, 1 - clip_low, 1 + clip_high)) * A * log pi. No token is dropped from the
+    gradient; the clip bounds only how much one counts (clip_low 1.0: no lower bound, as in MiniMax-M1)."""
+    advantages = _per_token(advantages, logp)
+    log_ratio = (logp - old_logp).clamp(-20.0, 20.0)
+    ratio = torch.exp(log_ratio)
+    weight = ratio.clamp(1 - clip_low, 1 + clip_high)
+    loss_mat = -weight.detach() * advantages * logp
+    with torch.no_grad():
+        stats = _stats((ratio != weight).to(logp.dtype), log_ratio, mask)
+    return agg_loss(loss_mat, mask, agg, horizon), stats
+
+
+def objective(
+    loss: Loss,
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_low: float,
+    clip_high: float,
+    clip_c: float,
+    agg: LossAgg,
+    horizon: int | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The policy loss `loss` names (dapo, grpo and dr_grpo share PPO's clipped objective with dual clip)."""
+    if loss == "gspo":
+        return gspo_loss(logp, old_logp, advantages, mask, clip_low, clip_high, agg, horizon)
+    if loss == "cispo":
+        return cispo_loss(logp, old_logp, advantages, mask, clip_low, clip_high, agg, horizon)
+    return policy_loss(logp, old_logp, advantages, mask, clip_low, clip_high, clip_c, agg, horizon)

@@ -1,0 +1,1 @@
+"""Sampling responses: the native KV-cache sampler and its static decoder."""
