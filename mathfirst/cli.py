@@ -106,16 +106,16 @@ def study(
 ) -> None:
     """Test the paper's claims over seeds: curriculum and ablation per seed (and an arm per adaptive schedule),
     each effect with a 95% interval over seeds and tasks, and a verdict per claim (study.md, study.json, figures)."""
-    from mathfirst.rl.losses import LOSS_DEFAULTS
+    from mathfirst.rl.loss_registry import LOSS_NAMES
     from mathfirst.study.study import ADAPTIVE_SCHEDULES, run_study
 
     ablation = ablation or config.with_name(f"{config.stem}-no-math.yaml")
     if not ablation.is_file():
         fail(f"no ablation config: {ablation} does not exist (pass --ablation)")
     chosen = [x.strip() for x in losses.split(",") if x.strip()] or [None]
-    unknown = [x for x in chosen if x is not None and x not in LOSS_DEFAULTS]
+    unknown = [x for x in chosen if x is not None and x not in LOSS_NAMES]
     if unknown:
-        fail(f"unknown loss {unknown[0]!r}; choose from: {', '.join(LOSS_DEFAULTS)}")
+        fail(f"unknown loss {unknown[0]!r}; choose from: {', '.join(LOSS_NAMES)}")
     arms = [x.strip() for x in schedules.split(",") if x.strip()]
     bad = [x for x in arms if x not in ADAPTIVE_SCHEDULES]
     if bad:

@@ -9,9 +9,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mathfirst.data.schema import DOMAINS
-from mathfirst.rl.losses import LOSS_DEFAULTS
-from mathfirst.serve.client import CONCURRENCY
+from mathfirst.rl.loss_registry import DAPO, DUAL_CLIP, LOSS_AGGS, LOSS_NAMES, LOSSES
 
+CONCURRENCY = 64  # requests an HTTP client keeps in flight, and rows `mathfirst serve` samples together by default
 PRESETS = Path(__file__).parent / "configs"  # shipped with the package; `configs/` in a checkout links here
 DEFAULT_CONFIG = PRESETS / "tiny.yaml"
 STAGES = ("pretrain", "sft", "rl_math", "rl_joint")
@@ -174,17 +174,19 @@ class RLConfig(Strict):
     temperature: float = Field(1.0, gt=0, description="sampling temperature (the log-probs use it too)")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling")
     max_new_tokens: int = Field(192, gt=0, description="longest response")
-    loss: Literal["dapo", "grpo", "dr_grpo", "gspo", "cispo"] = Field(
+    loss: Literal[LOSS_NAMES] = Field(  # type: ignore[valid-type]
         "dapo",
-        description="policy loss (rl/losses.py); it sets clip_low, clip_high, loss_agg, norm_adv_by_std (and grpo "
-        "kl_coef, kl_estimator) to its own values unless the stage sets them",
+        description="policy loss (rl/loss_registry.py); it sets clip_low, clip_high, loss_agg, norm_adv_by_std "
+        "(and grpo kl_coef, kl_estimator) to its own values unless the stage sets them",
     )
     norm_adv_by_std: bool = Field(True, description="divide group advantages by their std (Dr. GRPO: false)")
-    clip_low: float = Field(0.2, ge=0, le=1, description="clip-higher: ratio kept in [1 - clip_low, 1 + clip_high]")
-    clip_high: float = Field(0.28, ge=0, description="upper clip of the ratio (clip-higher)")
-    clip_c: float = Field(3.0, gt=1, description="dual clip for negative advantages (verl's clip_ratio_c)")
-    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = Field(
-        "token-mean",
+    clip_low: float = Field(
+        DAPO["clip_low"], ge=0, le=1, description="clip-higher: ratio kept in [1 - clip_low, 1 + clip_high]"
+    )
+    clip_high: float = Field(DAPO["clip_high"], ge=0, description="upper clip of the ratio (clip-higher)")
+    clip_c: float = Field(DUAL_CLIP, gt=1, description="dual clip for negative advantages (verl's clip_ratio_c)")
+    loss_agg: Literal[LOSS_AGGS] = Field(  # type: ignore[valid-type]
+        DAPO["loss_agg"],
         description="token-mean (DAPO), seq-mean-token-mean (GRPO), seq-mean-token-sum, or seq-mean-token-sum-norm "
         "(Dr. GRPO: token sums / max_new_tokens)",
     )
@@ -242,7 +244,7 @@ class RLConfig(Strict):
     def _loss_defaults(self) -> RLConfig:
         """The settings the chosen loss defines, where the stage does not set them (left out of the fields
         set, so an overlay that changes `loss` gets the new loss's values)."""
-        for key, value in LOSS_DEFAULTS[self.loss].items():
+        for key, value in LOSSES[self.loss].defaults.items():
             if key not in self.model_fields_set:
                 object.__setattr__(self, key, value)
         return self

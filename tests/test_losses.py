@@ -10,7 +10,8 @@ import torch
 
 from mathfirst.config import RLConfig
 from mathfirst.rl.dapo import group_advantages
-from mathfirst.rl.losses import LOSS_DEFAULTS, cispo_loss, gspo_loss, objective
+from mathfirst.rl.loss_registry import LOSSES, LossSettings
+from mathfirst.rl.losses import cispo_loss, gspo_loss, objective
 
 VERL = json.loads((Path(__file__).parent / "fixtures" / "verl_dapo.json").read_text())
 CASES = {  # fixture case: (our loss, advantages key, clip low, clip high, aggregation, horizon)
@@ -34,7 +35,7 @@ def test_each_loss_matches_verl_in_value_gradient_and_clip_fraction(case):
     t = inputs()
     logp = t["logp"].clone().requires_grad_(True)
     adv = torch.tensor(VERL[adv_key])
-    loss, stats = objective(loss_name, logp, t["old_logp"], adv, t["mask"], low, high, 3.0, agg, horizon)
+    loss, stats = objective(loss_name, logp, t["old_logp"], adv, t["mask"], LossSettings(low, high, 3.0, agg, horizon))
     loss.backward()
     ref = VERL["losses"][case]
     assert loss.item() == pytest.approx(ref["loss"], abs=1e-6)
@@ -52,10 +53,10 @@ def test_dr_grpo_advantages_skip_the_std_as_verl_does():
 def test_gspo_gives_every_token_its_sequences_ratio_by_hand():
     old = torch.zeros(1, 2)
     new = torch.log(torch.tensor([[1.0, 4.0]])).requires_grad_(True)  # sequence ratio sqrt(1 * 4) = 2
-    loss, stats = gspo_loss(new, old, torch.tensor([1.0]), torch.ones(1, 2), 0.5, 0.5)
+    loss, stats = gspo_loss(new, old, torch.tensor([1.0]), torch.ones(1, 2), LossSettings(0.5, 0.5))
     assert loss.item() == pytest.approx(-1.5)  # clipped to 1 + 0.5 for both tokens
     assert stats["clip_frac"] == 1.0
-    loss, _ = gspo_loss(new, old, torch.tensor([1.0]), torch.ones(1, 2), 0.5, 2.0)
+    loss, _ = gspo_loss(new, old, torch.tensor([1.0]), torch.ones(1, 2), LossSettings(0.5, 2.0))
     loss.backward()
     assert loss.item() == pytest.approx(-2.0) and new.grad[0].tolist() == pytest.approx([-1.0, -1.0])
 
@@ -63,7 +64,7 @@ def test_gspo_gives_every_token_its_sequences_ratio_by_hand():
 def test_cispo_keeps_clipped_tokens_in_the_gradient_by_hand():
     old = torch.zeros(1, 1)
     new = torch.log(torch.tensor([[3.0]])).requires_grad_(True)  # ratio 3, clipped to 1.28
-    loss, stats = cispo_loss(new, old, torch.tensor([1.0]), torch.ones(1, 1), 1.0, 0.28)
+    loss, stats = cispo_loss(new, old, torch.tensor([1.0]), torch.ones(1, 1), LossSettings(1.0, 0.28))
     loss.backward()
     assert loss.item() == pytest.approx(-1.28 * math.log(3.0))
     assert new.grad.item() == pytest.approx(-1.28)  # PPO's clip would give this token no gradient at all
@@ -77,4 +78,16 @@ def test_a_loss_fills_its_own_settings_unless_the_stage_sets_them():
     dr = RLConfig(steps=1, loss="dr_grpo", clip_high=0.3)
     assert (dr.norm_adv_by_std, dr.loss_agg, dr.clip_high) == (False, "seq-mean-token-sum-norm", 0.3)
     assert RLConfig(steps=1, loss="grpo").kl_coef == 0.001
-    assert set(LOSS_DEFAULTS) == {"dapo", "grpo", "dr_grpo", "gspo", "cispo"}
+    assert set(LOSSES) == {"dapo", "grpo", "dr_grpo", "gspo", "cispo"}
+
+
+def test_every_registered_loss_has_its_function_and_the_config_does_not_import_torch():
+    import subprocess
+    import sys
+
+    import mathfirst.rl.losses as losses
+
+    assert all(callable(getattr(losses, spec.function, None)) for spec in LOSSES.values())
+    probe = "import sys, mathfirst.config; print('torch' in sys.modules, 'urllib.request' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]

@@ -10,7 +10,7 @@ from mathfirst.data.loaders import RLPrompt
 from mathfirst.eval.curve import LearningCurve, read_curve
 from mathfirst.model import set_checkpointing
 from mathfirst.rl.dapo import agg_loss, kl_penalty
-from mathfirst.rl.loop import Group, collect_batch, pack, pick_tasks, step_metrics, train_rl, update
+from mathfirst.rl.loop import Group, collect_batch, loss_settings, pack, pick_tasks, step_metrics, train_rl, update
 from mathfirst.rl.losses import objective
 from mathfirst.sampling.rollout import Rollout
 from mathfirst.tokenizer import chat_prompt_ids
@@ -127,8 +127,7 @@ def test_shared_prompt_micro_batches_give_the_full_batch_update(model_and_tok, l
 
     reference = copy.deepcopy(model)
     logp, _ = token_logprobs(reference, batch["ids"], cfg.temperature)
-    args = (cfg.clip_low, cfg.clip_high, cfg.clip_c, cfg.loss_agg, cfg.max_new_tokens)
-    loss, _ = objective(cfg.loss, logp, batch["old_logp"], batch["adv"], batch["mask"], *args)
+    loss, _ = objective(cfg.loss, logp, batch["old_logp"], batch["adv"], batch["mask"], loss_settings(cfg))
     kl = agg_loss(kl_penalty(logp, ref_logp, cfg.kl_estimator), batch["mask"], cfg.loss_agg, cfg.max_new_tokens)
     loss = loss + kl_coef * kl
     loss.backward()

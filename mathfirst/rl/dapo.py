@@ -7,7 +7,9 @@ from typing import Literal
 
 import torch
 
-LossAgg = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
+from mathfirst.rl.loss_registry import DAPO, DUAL_CLIP, LOSS_AGGS
+
+LossAgg = Literal[LOSS_AGGS]  # type: ignore[valid-type]
 
 
 def group_advantages(
@@ -60,9 +62,9 @@ def policy_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    clip_low: float = 0.2,
-    clip_high: float = 0.28,
-    clip_c: float = 3.0,
+    clip_low: float = DAPO["clip_low"],  # type: ignore[assignment]
+    clip_high: float = DAPO["clip_high"],  # type: ignore[assignment]
+    clip_c: float = DUAL_CLIP,
     agg: LossAgg = "token-mean",
     horizon: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:

@@ -28,6 +28,7 @@ from mathfirst.rl.dapo import (
     overlong_penalty,
 )
 from mathfirst.rl.domain_schedule import DomainSchedule, GradientProbe, informative_counts, share_metrics
+from mathfirst.rl.loss_registry import LossSettings
 from mathfirst.rl.losses import objective
 from mathfirst.rl.packing import PACKED, attention, micro_batches, prompt_chunks, shared_prompt_logprobs
 from mathfirst.rl.prompt_selection import PromptMemory, outcomes
@@ -160,6 +161,10 @@ def pack(groups: list[Group], pad_id: int, mask_truncated: bool, norm_by_std: bo
     }
 
 
+def loss_settings(cfg: RLConfig) -> LossSettings:
+    return LossSettings(cfg.clip_low, cfg.clip_high, cfg.clip_c, cfg.loss_agg, cfg.max_new_tokens)
+
+
 def part_loss(
     model: PreTrainedModel,
     batch: dict[str, torch.Tensor],
@@ -175,9 +180,7 @@ def part_loss(
     index = (batch["prompt_len"][rows, None] + offset).clamp(max=batch["ids"].shape[1] - 1)  # into the batch
     mask = batch["mask"][rows].gather(1, index) * (offset < batch["response_len"][rows, None])
     old_logp, adv = batch["old_logp"][rows].gather(1, index), batch["adv"][rows]
-    loss, stats = objective(
-        cfg.loss, logp, old_logp, adv, mask, cfg.clip_low, cfg.clip_high, cfg.clip_c, cfg.loss_agg, cfg.max_new_tokens
-    )
+    loss, stats = objective(cfg.loss, logp, old_logp, adv, mask, loss_settings(cfg))
     if ref_model is not None and cfg.kl_coef > 0:
         with torch.no_grad():
             ref_logp, _ = shared_prompt_logprobs(ref_model, batch, chunks, cfg.temperature)

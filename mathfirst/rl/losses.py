@@ -2,28 +2,14 @@
 GRPO (DeepSeek-R1: symmetric clip, sequence-mean aggregation, a KL term), Dr. GRPO (no std normalisation,
 token sums over a constant horizon), GSPO (Qwen3: a sequence-level importance ratio, tight clips) and CISPO
 (MiniMax-M1: the clipped importance weight as a stop-gradient coefficient of log pi). A `loss:` key picks one
-and fills the settings it defines, which a config may still override."""
+and fills the settings it defines (rl/loss_registry.py), which a config may still override."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-from mathfirst.rl.dapo import LossAgg, agg_loss, policy_loss
-
-Loss = Literal["dapo", "grpo", "dr_grpo", "gspo", "cispo"]
-
-# What each loss defines (config keys of an RL stage), and verl's policy_loss.loss_mode for it.
-LOSS_DEFAULTS: dict[str, dict[str, object]] = {
-    "dapo": {"clip_low": 0.2, "clip_high": 0.28, "loss_agg": "token-mean", "norm_adv_by_std": True},
-    "grpo": {"clip_low": 0.2, "clip_high": 0.2, "loss_agg": "seq-mean-token-mean", "norm_adv_by_std": True,
-             "kl_coef": 0.001, "kl_estimator": "low_var_kl"},
-    "dr_grpo": {"clip_low": 0.2, "clip_high": 0.2, "loss_agg": "seq-mean-token-sum-norm", "norm_adv_by_std": False},
-    "gspo": {"clip_low": 3e-4, "clip_high": 4e-4, "loss_agg": "seq-mean-token-mean", "norm_adv_by_std": True},
-    "cispo": {"clip_low": 1.0, "clip_high": 0.28, "loss_agg": "token-mean", "norm_adv_by_std": True},
-}  # fmt: skip
-VERL_LOSS_MODE = {"dapo": "vanilla", "grpo": "vanilla", "dr_grpo": "vanilla", "gspo": "gspo", "cispo": "cispo"}
+from mathfirst.rl.dapo import agg_loss, policy_loss
+from mathfirst.rl.loss_registry import LOSSES, LossSettings
 
 
 def _per_token(advantages: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -41,10 +27,7 @@ def gspo_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    clip_low: float = 3e-4,
-    clip_high: float = 4e-4,
-    agg: LossAgg = "seq-mean-token-mean",
-    horizon: int | None = None,
+    s: LossSettings,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GSPO: every token of a response shares its sequence's ratio exp(mean_t log(pi / pi_old)), clipped to
     [1 - clip_low, 1 + clip_high]; the gradient flows through each token's own log-prob."""
@@ -54,11 +37,11 @@ def gspo_loss(
     token_log_ratio = (logp - logp.detach() + seq_log_ratio.detach()[:, None]).clamp(max=10.0)
     ratio = torch.exp(token_log_ratio)
     unclipped = -advantages * ratio
-    clipped = -advantages * ratio.clamp(1 - clip_low, 1 + clip_high)
+    clipped = -advantages * ratio.clamp(1 - s.clip_low, 1 + s.clip_high)
     loss_mat = torch.maximum(unclipped, clipped)
     with torch.no_grad():
         stats = _stats((clipped > unclipped).to(logp.dtype), log_ratio, mask)
-    return agg_loss(loss_mat, mask, agg, horizon), stats
+    return agg_loss(loss_mat, mask, s.agg, s.horizon), stats
 
 
 def cispo_loss(
@@ -66,38 +49,30 @@ def cispo_loss(
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    clip_low: float = 1.0,
-    clip_high: float = 0.28,
-    agg: LossAgg = "token-mean",
-    horizon: int | None = None,
+    s: LossSettings,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """CISPO: -sg(clip(ratio, 1 - clip_low, 1 + clip_high)) * A * log pi. No token is dropped from the
     gradient; the clip bounds only how much one counts (clip_low 1.0: no lower bound, as in MiniMax-M1)."""
     advantages = _per_token(advantages, logp)
     log_ratio = (logp - old_logp).clamp(-20.0, 20.0)
     ratio = torch.exp(log_ratio)
-    weight = ratio.clamp(1 - clip_low, 1 + clip_high)
+    weight = ratio.clamp(1 - s.clip_low, 1 + s.clip_high)
     loss_mat = -weight.detach() * advantages * logp
     with torch.no_grad():
         stats = _stats((ratio != weight).to(logp.dtype), log_ratio, mask)
-    return agg_loss(loss_mat, mask, agg, horizon), stats
+    return agg_loss(loss_mat, mask, s.agg, s.horizon), stats
+
+
+def clipped_loss(
+    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, s: LossSettings
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """PPO's clipped objective with clip-higher and the dual clip (DAPO, GRPO and Dr. GRPO: they differ in
+    settings)."""
+    return policy_loss(logp, old_logp, advantages, mask, s.clip_low, s.clip_high, s.clip_c, s.agg, s.horizon)
 
 
 def objective(
-    loss: Loss,
-    logp: torch.Tensor,
-    old_logp: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    clip_low: float,
-    clip_high: float,
-    clip_c: float,
-    agg: LossAgg,
-    horizon: int | None = None,
+    loss: str, logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, s: LossSettings
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The policy loss `loss` names (dapo, grpo and dr_grpo share PPO's clipped objective with dual clip)."""
-    if loss == "gspo":
-        return gspo_loss(logp, old_logp, advantages, mask, clip_low, clip_high, agg, horizon)
-    if loss == "cispo":
-        return cispo_loss(logp, old_logp, advantages, mask, clip_low, clip_high, agg, horizon)
-    return policy_loss(logp, old_logp, advantages, mask, clip_low, clip_high, clip_c, agg, horizon)
+    """The policy loss `loss` names, through its registry entry."""
+    return globals()[LOSSES[loss].function](logp, old_logp, advantages, mask, s)

@@ -7,7 +7,7 @@ import time
 import urllib.error
 import urllib.request
 
-CONCURRENCY = 64  # requests a client keeps in flight, and rows `mathfirst serve` samples together by default
+from mathfirst.config import CONCURRENCY  # noqa: F401 (its callers take the default from here)
 
 
 class EndpointError(Exception):

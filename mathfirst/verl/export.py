@@ -19,7 +19,7 @@ from mathfirst.data.assemble import heldout_prompts, rl_prompts, stage_examples
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.data.schema import REWARD_STYLE
 from mathfirst.eval.curve import spread
-from mathfirst.rl.losses import VERL_LOSS_MODE
+from mathfirst.rl.loss_registry import LOSSES
 
 TEMPLATES = Path(__file__).parent.parent / "templates" / "verl"  # reward.py and launch.sh, written into the export
 EXPORTED_STAGES = ("sft", "rl_math", "rl_joint")
@@ -109,7 +109,7 @@ def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward:
         "actor_rollout_ref.actor.clip_ratio_high": rl.clip_high,
         "actor_rollout_ref.actor.clip_ratio_c": rl.clip_c,
         "actor_rollout_ref.actor.loss_agg_mode": rl.loss_agg,
-        "actor_rollout_ref.actor.policy_loss.loss_mode": VERL_LOSS_MODE[rl.loss],
+        "actor_rollout_ref.actor.policy_loss.loss_mode": LOSSES[rl.loss].verl_mode,
         "actor_rollout_ref.actor.loss_scale_factor": rl.max_new_tokens,  # seq-mean-token-sum-norm's horizon
         "actor_rollout_ref.actor.use_kl_loss": kl,
         "actor_rollout_ref.actor.kl_loss_coef": rl.kl_coef,
