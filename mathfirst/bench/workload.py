@@ -17,7 +17,8 @@ from mathfirst.data.loaders import RLPrompt
 from mathfirst.data.schema import DOMAINS
 from mathfirst.data.world import generate_tasks
 from mathfirst.prompts import user_message
-from mathfirst.rewards import compute_scores
+from mathfirst.rl.dapo import outcome_rewards
+from mathfirst.sampling.scored import verify
 from mathfirst.tokenizer import chat_prompt_ids
 
 GYM_TASKS = {  # the easy arithmetic a small instruct model can sometimes solve, so rewards vary within groups
@@ -69,7 +70,4 @@ def rewards(w: Workload, texts: list[str], prompt_index: list[int]) -> list[floa
     if w.style == "bare":
         return [float(len(t) % 2) for t in texts]
     rows = tasks(w)
-    items = [
-        (rows[k].data_source, t, rows[k].ground_truth, {"ability": rows[k].domain}) for t, k in zip(texts, prompt_index)
-    ]
-    return [1.0 if s["score"] > 0 else -1.0 for s in compute_scores(items)]
+    return outcome_rewards([r["score"] for r in verify([rows[k] for k in prompt_index], texts)])

@@ -15,9 +15,8 @@ from mathfirst.data.assemble import heldout_prompts
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.data.reasoning import detect_skills
 from mathfirst.eval.stats import bootstrap_interval, wilson
-from mathfirst.rewards import compute_scores, in_answer_format
-from mathfirst.sampling.rollout import decode, sample
-from mathfirst.tokenizer import chat_prompt_ids
+from mathfirst.rewards import in_answer_format
+from mathfirst.sampling.scored import sample_scored
 
 
 def evaluate_heldout(
@@ -57,21 +56,18 @@ def score_domain(
 ) -> tuple[dict, list[dict]]:
     """Greedy (and mean@k) accuracy of one domain's tasks with 95% intervals, the share of greedy responses in
     the verifier's answer format and the accuracy among those; and one record per response."""
-    prompts = [chat_prompt_ids(tokenizer, t.question) for t in tasks]
     run = dict(max_new_tokens=gen.max_new_tokens, batch_size=gen.batch_size, seed=gen.seed)
-    greedy = decode(tokenizer, sample(model, tokenizer, prompts, temperature=0.0, desc=f"{desc}/{domain}", **run))
+    greedy = sample_scored(model, tokenizer, tasks, 1, temperature=0.0, desc=f"{desc}/{domain}", **run)
     k = gen.samples
-    repeated = [p for p in prompts for _ in range(k)]
-    sampled = sample(model, tokenizer, repeated, temperature=gen.temperature, desc=f"{desc}/{domain} k={k}", **run)
-    texts = decode(tokenizer, sampled)
-    items, owners = [], []
+    sampled = sample_scored(
+        model, tokenizer, tasks, k, temperature=gen.temperature, desc=f"{desc}/{domain} k={k}", **run
+    )
+    owners, scores = [], []  # each task's greedy response, then its samples (as paired.task_scores reads them)
     for i, t in enumerate(tasks):
-        for j, text in enumerate([greedy[i], *texts[i * k : (i + 1) * k]]):
-            items.append((t.data_source, text, t.ground_truth, {**t.extra_info, "ability": domain}))
-            owners.append((t, "greedy" if j == 0 else "sample", text))
-    scores = compute_scores(items)
-    greedy_scores = [sc for sc, (_, kind, _) in zip(scores, owners) if kind == "greedy"]
-    sample_acc = [sc["score"] for sc, (_, kind, _) in zip(scores, owners) if kind == "sample"]
+        owners += [(t, "greedy", greedy.texts[i])] + [(t, "sample", x) for x in sampled.texts[i * k : (i + 1) * k]]
+        scores += [greedy.results[i], *sampled.results[i * k : (i + 1) * k]]
+    greedy_scores = greedy.results
+    sample_acc = sampled.scores
     per_task = [sum(sample_acc[i * k : (i + 1) * k]) / k for i in range(len(tasks))] if k else []
     greedy_acc = [sc["score"] for sc in greedy_scores]
     formatted = [sc["score"] for sc in greedy_scores if in_answer_format(sc)]

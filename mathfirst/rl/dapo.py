@@ -89,6 +89,11 @@ def policy_loss(
     return agg_loss(loss_mat, mask, agg, horizon), stats
 
 
+def outcome_rewards(scores: list[float]) -> list[float]:
+    """DAPO's rule-based reward: +1 for a response the verifier accepts, -1 otherwise."""
+    return [1.0 if s > 0 else -1.0 for s in scores]
+
+
 def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int, factor: float = 1.0) -> torch.Tensor:
     """DAPO's soft overlong punishment: 0 up to max_len - buffer, then falling linearly to -factor at max_len."""
     if buffer <= 0:

@@ -18,13 +18,13 @@ from mathfirst.data.loaders import RLPrompt
 from mathfirst.data.reasoning import SKILL_PREFIXES, detect_skills
 from mathfirst.eval.curve import LearningCurve, scalars, train_seconds
 from mathfirst.model import set_checkpointing, trainable
-from mathfirst.rewards import compute_scores
 from mathfirst.rl.dapo import (
     agg_loss,
     agg_units,
     group_advantages,
     informative_groups,
     kl_penalty,
+    outcome_rewards,
     overlong_penalty,
 )
 from mathfirst.rl.domain_schedule import DomainSchedule, GradientProbe, informative_counts, share_metrics
@@ -32,8 +32,8 @@ from mathfirst.rl.loss_registry import LossSettings
 from mathfirst.rl.losses import objective
 from mathfirst.rl.packing import PACKED, attention, micro_batches, prompt_chunks, shared_prompt_logprobs
 from mathfirst.rl.prompt_selection import PromptMemory, outcomes
-from mathfirst.sampling.rollout import Rollout, decode, sample
-from mathfirst.tokenizer import chat_prompt_ids
+from mathfirst.sampling.rollout import Rollout
+from mathfirst.sampling.scored import sample_scored, verify
 from mathfirst.train.checkpoint import resume, save_checkpoint
 from mathfirst.train.lora import adapt, finish
 from mathfirst.train.metrics import MetricsLog
@@ -74,12 +74,11 @@ def rollout_groups(
 ) -> list[Group]:
     """Sample and verify G responses for each task; rewards are DAPO's +1 / -1 plus the overlong penalty."""
     G = cfg.group_size
-    prompts = [chat_prompt_ids(tokenizer, t.question) for t in tasks for _ in range(G)]
-    rollouts = sample(
-        model, tokenizer, prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.rollout_batch_size, seed
+    out = sample_scored(
+        model, tokenizer, tasks, G, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.rollout_batch_size, seed
     )
-    texts = decode(tokenizer, rollouts)
-    scores, rewards = dapo_rewards(_repeat(tasks, G), texts, [len(r.response_ids) for r in rollouts], cfg)
+    rollouts, texts, scores = out.rollouts, out.texts, out.scores
+    rewards = shaped_rewards(scores, [len(r.response_ids) for r in rollouts], cfg)
     return [
         Group(t, rollouts[k * G : (k + 1) * G], scores[k * G : (k + 1) * G], rewards[k * G : (k + 1) * G],
               texts[k * G : (k + 1) * G])
@@ -90,16 +89,16 @@ def rollout_groups(
 def dapo_rewards(
     tasks: list[RLPrompt], texts: list[str], lengths: list[int], cfg: RLConfig
 ) -> tuple[list[float], list[float]]:
-    """Each response's verified score and its DAPO reward: +1 / -1 from the task's verifier plus the soft overlong
-    penalty on its length in tokens (EOS included)."""
-    items = [(t.data_source, x, t.ground_truth, {**t.extra_info, "ability": t.domain}) for t, x in zip(tasks, texts)]
-    scores = [s["score"] for s in compute_scores(items)]
+    """Each response's verified score and its DAPO reward (`shaped_rewards`)."""
+    scores = [r["score"] for r in verify(tasks, texts)]
+    return scores, shaped_rewards(scores, lengths, cfg)
+
+
+def shaped_rewards(scores: list[float], lengths: list[int], cfg: RLConfig) -> list[float]:
+    """DAPO's reward: +1 / -1 from the verifier's verdict plus the soft overlong penalty on the response's length
+    in tokens (EOS included)."""
     penalty = overlong_penalty(torch.tensor(lengths), cfg.max_new_tokens, cfg.overlong_buffer, cfg.overlong_penalty)
-    return scores, [(1.0 if s > 0 else -1.0) + p for s, p in zip(scores, penalty.tolist())]
-
-
-def _repeat(tasks: list[RLPrompt], g: int) -> list[RLPrompt]:
-    return [t for t in tasks for _ in range(g)]
+    return [r + p for r, p in zip(outcome_rewards(scores), penalty.tolist())]
 
 
 def collect_batch(

@@ -16,10 +16,8 @@ from mathfirst.data.gym import covered_domains, gym_prompts
 from mathfirst.data.loaders import RLPrompt
 from mathfirst.data.reasoning import detect_skills
 from mathfirst.data.world import generate_tasks
-from mathfirst.rewards import compute_scores
-from mathfirst.sampling.rollout import decode, sample
+from mathfirst.sampling.scored import sample_scored
 from mathfirst.seed import derive_seed
-from mathfirst.tokenizer import chat_prompt_ids
 
 FILE = "self_distill.jsonl"
 
@@ -68,15 +66,10 @@ def self_distilled_pairs(
         return [(r["prompt"], r["response"]) for r in map(json.loads, path.read_text().splitlines())]
     seed = derive_seed(cfg.seed, "self_distill")
     prompts = distill_prompts(cfg, sd, seed)
-    ids = [chat_prompt_ids(tokenizer, p.question) for p in prompts for _ in range(sd.samples)]
-    rollouts = sample(model, tokenizer, ids, sd.max_new_tokens, sd.temperature, 1.0, cfg.eval.batch_size, seed,
-                      desc="self-distill")  # fmt: skip
-    texts = decode(tokenizer, rollouts)
-    items = [(p.data_source, texts[i], p.ground_truth, {**p.extra_info, "ability": p.domain})
-             for i, p in enumerate(p for p in prompts for _ in range(sd.samples))]  # fmt: skip
-    scores = [s["score"] for s in compute_scores(items)]
-    truncated = [r.truncated for r in rollouts]
-    rows = select_verified([p.question for p in prompts], texts, scores, truncated, sd.per_prompt)
+    out = sample_scored(model, tokenizer, prompts, sd.samples, sd.max_new_tokens, sd.temperature, 1.0,
+                        cfg.eval.batch_size, seed, desc="self-distill")  # fmt: skip
+    texts, truncated = out.texts, [r.truncated for r in out.rollouts]
+    rows = select_verified([p.question for p in prompts], texts, out.scores, truncated, sd.per_prompt)
     Console().print(f"self-distill: kept {len(rows)} responses of {len(texts)} sampled ({len(prompts)} prompts)")
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return [(r["prompt"], r["response"]) for r in rows]
