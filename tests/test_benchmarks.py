@@ -10,7 +10,7 @@ import pytest
 
 from mathfirst.data.loaders import DataError
 from mathfirst.eval.suites import SHIPPED, SUITES, load_benchmark
-from mathfirst.rewards import compute_scores
+from mathfirst.rewards import NAMED, compute_scores, route
 
 SIZES = {"math500": 500, "aime24": 30, "gsm8k": 1319, "humaneval": 164, "cruxeval": 800, "mmlu_stem": 3018}
 
@@ -208,3 +208,12 @@ def test_bad_files_name_the_file_and_column(tmp_path):
         load_benchmark("gsm8k", write_jsonl(tmp_path / "g.jsonl", [{"question": "q", "answer": "4"}]))
     with pytest.raises(DataError, match="file not found"):
         load_benchmark("mbpp", tmp_path / "missing.jsonl")
+
+
+def test_every_shipped_item_names_its_verifier_and_the_router_follows_it():
+    for name in SHIPPED:
+        item = load_benchmark(name, limit=1)[0]
+        assert item.extra_info["verifier"] == SUITES[name].verifier in NAMED
+        assert route(item.data_source, item.extra_info) == SUITES[name].verifier
+    assert route("my_new_exam", {"verifier": "choice"}) == "choice"  # no list of sources has to know it
+    assert route("my_new_exam", {"verifier": "os.system"}) == "rule"  # an unknown name is not acted on

@@ -17,7 +17,7 @@ import random
 import re
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -272,22 +272,23 @@ class Benchmark:
     load: Callable[[Path], list[BenchItem]]
     shipped: Path | None  # the file in this package, or None when the user must point at their copy
     file_format: str  # what a user's file must look like
+    verifier: str  # rewards.VERIFIERS (or judge): named on every item, so no list elsewhere has to know the benchmark
 
 
 SUITES: dict[str, Benchmark] = {
-    "math500": Benchmark(math500, DATA / "math500" / "test.jsonl", "JSONL: problem, answer"),
-    "aime24": Benchmark(aime24, DATA / "aime24" / "test.jsonl", "JSONL: id, problem, answer"),
-    "gsm8k": Benchmark(gsm8k, DATA / "gsm8k" / "test.jsonl", "JSONL: question, answer ('... #### 18')"),
-    "humaneval": Benchmark(humaneval, DATA / "humaneval" / "HumanEval.jsonl.gz", "JSONL(.gz): HumanEval"),
-    "cruxeval": Benchmark(cruxeval, DATA / "cruxeval" / "test.jsonl", "JSONL: id, code, input, output"),
-    "mmlu_stem": Benchmark(mmlu_stem, DATA / "mmlu_stem" / "test.jsonl", "JSONL: question, choices, answer"),
-    "gpqa_diamond": Benchmark(gpqa_diamond, None, "CSV: gpqa_diamond.csv from the authors' zip"),
-    "mbpp": Benchmark(mbpp, None, "JSONL: mbpp.jsonl (task_id, text, test_list, test_setup_code)"),
-    "livecodebench": Benchmark(livecodebench, None, "JSONL: code_generation_lite test*.jsonl"),
-    "zebra": Benchmark(zebra, None, "JSONL/parquet: ZebraLogicBench grid_mode (id, puzzle, solution)"),
-    "knights_knaves": Benchmark(knights_knaves, None, "JSONL: K&K test (quiz, names, solution)"),
-    "finqa": Benchmark(finqa, None, "JSON: FinQA test.json (pre_text, post_text, table, qa)"),
-    "hitab": Benchmark(hitab, None, "JSONL: HiTab test_samples.jsonl with tables/raw/ beside it"),
+    "math500": Benchmark(math500, DATA / "math500" / "test.jsonl", "JSONL: problem, answer", "math"),
+    "aime24": Benchmark(aime24, DATA / "aime24" / "test.jsonl", "JSONL: id, problem, answer", "math"),
+    "gsm8k": Benchmark(gsm8k, DATA / "gsm8k" / "test.jsonl", "JSONL: question, answer ('... #### 18')", "math"),
+    "humaneval": Benchmark(humaneval, DATA / "humaneval" / "HumanEval.jsonl.gz", "JSONL(.gz): HumanEval", "code"),
+    "cruxeval": Benchmark(cruxeval, DATA / "cruxeval" / "test.jsonl", "JSONL: id, code, input, output", "output"),
+    "mmlu_stem": Benchmark(mmlu_stem, DATA / "mmlu_stem" / "test.jsonl", "JSONL: question, choices, answer", "choice"),
+    "gpqa_diamond": Benchmark(gpqa_diamond, None, "CSV: gpqa_diamond.csv from the authors' zip", "choice"),
+    "mbpp": Benchmark(mbpp, None, "JSONL: mbpp.jsonl (task_id, text, test_list, test_setup_code)", "code"),
+    "livecodebench": Benchmark(livecodebench, None, "JSONL: code_generation_lite test*.jsonl", "code"),
+    "zebra": Benchmark(zebra, None, "JSONL/parquet: ZebraLogicBench grid_mode (id, puzzle, solution)", "grid"),
+    "knights_knaves": Benchmark(knights_knaves, None, "JSONL: K&K test (quiz, names, solution)", "roles"),
+    "finqa": Benchmark(finqa, None, "JSON: FinQA test.json (pre_text, post_text, table, qa)", "values"),
+    "hitab": Benchmark(hitab, None, "JSONL: HiTab test_samples.jsonl with tables/raw/ beside it", "values"),
 }
 SHIPPED = [name for name, b in SUITES.items() if b.shipped is not None]
 
@@ -306,4 +307,5 @@ def load_benchmark(name: str, path: str | Path | None = None, limit: int | None 
         items = bench.load(file)
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise DataError(f"{file}: not in {name}'s format ({bench.file_format}): {type(e).__name__}: {e}") from None
+    items = [replace(i, extra_info={**i.extra_info, "verifier": bench.verifier}) for i in items]
     return items[:limit] if limit else items

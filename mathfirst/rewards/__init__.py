@@ -25,9 +25,12 @@ LETTER = re.compile(r"^\(?([A-Ja-j])(?:\)?\.?$|[):]\s)")  # "B", "(B)", "B.", "B
 
 
 def route(data_source: str, extra_info: dict[str, Any] | None) -> str:
-    """The verifier for a row: gym (the reasoning-gym task's own scorer), code, math (math-verify), choice
+    """The verifier for a row: the one its extra_info names (`verifier`, as every shipped benchmark's items do),
+    else by source and ability: gym (the reasoning-gym task's own scorer), code, math (math-verify), choice
     (a letter), judge (a model decides equivalence of free-form answers) or rule (exact / numeric)."""
     info = extra_info or {}
+    if info.get("verifier") in NAMED:
+        return info["verifier"]
     ability = str(info.get("ability") or data_source.split("/")[-1]).lower()
     source = data_source.lower()
     if source.startswith(GYM_PREFIX):
@@ -65,6 +68,8 @@ VERIFIERS = {
     "roles": score_roles,
     "values": score_values,
 }
+
+NAMED = (*VERIFIERS, "judge", "gym")  # what a row may name as its verifier
 
 
 @cache
