@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mathfirst.data.schema import DOMAINS
 from mathfirst.rl.loss_registry import DAPO, DUAL_CLIP, LOSS_AGGS, LOSS_NAMES, LOSSES
@@ -21,6 +21,14 @@ SCHEDULES = ("fixed", "learnability", "transfer")  # domain schedules of an RL s
 
 class ConfigError(Exception):
     """A user mistake in a config file: printed as one clear line, no traceback."""
+
+
+def all_domains(value: Any) -> Any:
+    """`domains: all` is every domain (data/schema.py DOMAINS); a list stays as it is."""
+    return list(DOMAINS) if value == "all" else value
+
+
+DomainList = Annotated[list[Literal[DOMAINS]], BeforeValidator(all_domains)]  # type: ignore[valid-type]
 
 
 class Strict(BaseModel):
@@ -157,7 +165,7 @@ class TrainConfig(Strict):
     gradient_checkpointing: bool = Field(False, description="recompute each layer's activations in the backward")
     save_every: int = Field(100, gt=0, description="steps between resumable checkpoints")
     log_every: int = Field(10, gt=0, description="steps between metric lines")
-    domains: list[Literal[DOMAINS]] = Field(list(DOMAINS), description="the tiny world's domains of the generated rows")  # type: ignore[valid-type]
+    domains: DomainList = Field(list(DOMAINS), description="the tiny world's domains of the generated rows (or all)")
 
 
 class RLConfig(Strict):
@@ -226,7 +234,7 @@ class RLConfig(Strict):
     eval_samples: int = Field(
         0, ge=0, description="sampled responses per task in each learning-curve point (mean@k), beside greedy"
     )
-    domains: list[Literal[DOMAINS]] = Field(["math"], description="the domains prompts are drawn from")  # type: ignore[valid-type]
+    domains: DomainList = Field(["math"], description="the domains prompts are drawn from (or all)")
     generated: bool = Field(
         True, description="draw prompts from the tiny world's generators (for domains no gym task covers)"
     )
@@ -265,7 +273,7 @@ class EvalConfig(Strict):
     temperature: float = Field(1.0, gt=0, description="sampling temperature of mean@k")
     max_new_tokens: int = Field(160, gt=0, description="longest response")
     batch_size: int = Field(400, gt=0, description="rows the sampler runs at once")
-    domains: list[Literal[DOMAINS]] = Field(list(DOMAINS), description="held-out domains evaluated after every stage")  # type: ignore[valid-type]
+    domains: DomainList = Field(list(DOMAINS), description="held-out domains evaluated after every stage (or all)")
     reasoning_gym: GymConfig | None = Field(
         None, description="held-out gym tasks replace the tiny world's in the domains they cover"
     )

@@ -127,3 +127,12 @@ def test_unknown_benchmarks_and_gym_tasks_fail_before_the_run_starts():
     cfg.rl_joint.reasoning_gym.tasks["no_such_task"] = cfg.rl_joint.reasoning_gym.tasks["syllogism"]
     with pytest.raises(DataError, match="reasoning_gym has no task 'no_such_task'"):
         check_inputs(cfg)
+
+
+def test_domains_all_is_every_domain():
+    from mathfirst.config import EvalConfig, RLConfig
+    from mathfirst.data.schema import DOMAINS
+
+    assert RLConfig(steps=1, domains="all").domains == list(DOMAINS) == EvalConfig(domains="all").domains
+    with pytest.raises(ValueError):
+        RLConfig(steps=1, domains="every")
