@@ -91,102 +91,66 @@ def sampler_budget(model: torch.nn.Module, memory_gb: float | None) -> int:
     return free // 2
 
 
-def create_app(
-    checkpoint: str | Path,
-    model_id: str | None = None,
-    settings: ServeSettings | None = None,
-    read_timeout_s: float = READ_TIMEOUT_S,
-) -> FastAPI:
-    settings = settings or ServeSettings()
-    api_key = settings.api_key or os.environ.get("MATHFIRST_API_KEY") or None
-    model, tokenizer = load_model(checkpoint)
-    model.eval()
-    name = model_id or Path(checkpoint).name
-    context = getattr(model.config, "max_position_embeddings", None) or 2**31
-    cap = min(settings.max_tokens or context, context)
-    batcher = Batcher(
-        model, tokenizer, sampler_budget(model, settings.memory_gb), settings.max_batch, settings.max_queue,
-        settings.window_s,
-    )  # fmt: skip
+class Server:
+    """One served model: its batcher, its limits and the routes' handlers."""
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI):
-        yield
-        batcher.close()
+    def __init__(self, checkpoint: str | Path, model_id: str | None, settings: ServeSettings):
+        self.settings = settings
+        self.model, self.tokenizer = load_model(checkpoint)
+        self.model.eval()
+        self.name = model_id or Path(checkpoint).name
+        self.context = getattr(self.model.config, "max_position_embeddings", None) or 2**31
+        self.cap = min(settings.max_tokens or self.context, self.context)
+        self.batcher = Batcher(
+            self.model, self.tokenizer, sampler_budget(self.model, settings.memory_gb), settings.max_batch,
+            settings.max_queue, settings.window_s,
+        )  # fmt: skip
 
-    app = FastAPI(title="mathfirst serve", lifespan=lifespan)
-    # Added first, so inside `guard` below: the key is checked before any body is read, and BodyGuard's errors
-    # reach FastAPI's handlers as they are (BaseHTTPMiddleware would wrap them in exception groups)
-    app.add_middleware(BodyGuard, limit=MAX_BODY_BYTES, timeout_s=read_timeout_s)
+    def check_model(self, requested: str | None) -> None:
+        if requested not in (None, self.name):
+            raise HTTPException(404, f"model {requested!r} not found; this server serves {self.name!r}")
 
-    @app.exception_handler(Refused)
-    async def refused(_: Request, e: Refused) -> JSONResponse:
-        return error(e.status, str(e), e.code)
-
-    @app.exception_handler(StarletteHTTPException)  # FastAPI's own (a subclass) and the router's (unknown routes)
-    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
-        return error(e.status_code, str(e.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
-        first = e.errors()[0] if e.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        return error(400, f"invalid request: {where or 'body'}: {first.get('msg', 'malformed')}", param=where)
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        """The API key on every route but /health."""
-        if api_key and request.url.path != "/health":
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-                return error(401, "missing or incorrect API key (send 'Authorization: Bearer KEY')", "invalid_api_key")
-        return await call_next(request)
-
-    def check_model(requested: str | None) -> None:
-        if requested not in (None, name):
-            raise HTTPException(404, f"model {requested!r} not found; this server serves {name!r}")
-
-    def new_tokens(requested: int | None, prompt_tokens: int) -> int:
+    def new_tokens(self, requested: int | None, prompt_tokens: int) -> int:
         """The request's max_tokens, checked against the server's cap and the model's context."""
-        if requested is not None and requested > cap:
-            raise Refused(400, f"max_tokens is {requested}; this server allows at most {cap}", "max_tokens")
-        room = context - prompt_tokens
+        if requested is not None and requested > self.cap:
+            raise Refused(400, f"max_tokens is {requested}; this server allows at most {self.cap}", "max_tokens")
+        room = self.context - prompt_tokens
         if room <= 0 or (requested is not None and requested > room):
             asked = f"you requested {prompt_tokens + (requested or 0)} tokens ({prompt_tokens} in the prompt, "
             raise Refused(
                 400,
-                f"This model's maximum context length is {context} tokens. However, {asked}"
+                f"This model's maximum context length is {self.context} tokens. However, {asked}"
                 f"{requested or 0} in the completion). Please reduce the prompt or max_tokens.",
                 "context_length_exceeded",
             )
-        return requested or min(DEFAULT_MAX_TOKENS, room, cap)
+        return requested or min(DEFAULT_MAX_TOKENS, room, self.cap)
 
-    def job(ids: list[int], n: int, requested: int | None, temperature: float, top_p: float, seed: int | None):
+    def job(self, ids: list[int], n: int, requested: int | None, temperature: float, top_p: float, seed: int | None):
         seed = secrets.randbits(62) if seed is None else seed
-        return Job(ids, n, new_tokens(requested, len(ids)), temperature, top_p, seed)
+        return Job(ids, n, self.new_tokens(requested, len(ids)), temperature, top_p, seed)
 
-    async def run(jobs: list[Job]) -> list[list[Rollout]]:
+    async def run(self, jobs: list[Job]) -> list[list[Rollout]]:
         """Submit `jobs` (all or none) and wait for their rollouts, at most the request timeout."""
-        if sum(j.n for j in jobs) > settings.max_batch:
-            raise Refused(400, f"prompts x n is over {settings.max_batch}, the most this server samples at once")
-        futures = [asyncio.wrap_future(batcher.submit(j)) for j in jobs]
+        if sum(j.n for j in jobs) > self.settings.max_batch:
+            raise Refused(400, f"prompts x n is over {self.settings.max_batch}, the most this server samples at once")
+        futures = [asyncio.wrap_future(self.batcher.submit(j)) for j in jobs]
         try:
-            return await asyncio.wait_for(asyncio.gather(*futures), settings.request_timeout_s)
+            return await asyncio.wait_for(asyncio.gather(*futures), self.settings.request_timeout_s)
         except TimeoutError:
-            raise Refused(504, f"the request took over {settings.request_timeout_s:.0f} s") from None
+            raise Refused(504, f"the request took over {self.settings.request_timeout_s:.0f} s") from None
 
-    def streamed(one: Job) -> AsyncIterator[tuple[str, str | None]]:
+    def streamed(self, one: Job) -> AsyncIterator[tuple[str, str | None]]:
         """Submit `one` now (so that a refusal is an HTTP error, not a broken stream), then yield
         (text piece, None) as its text grows token by token, and ("", finish reason) at the end."""
         loop, tokens = asyncio.get_running_loop(), asyncio.Queue()
         one.on_token = lambda token: loop.call_soon_threadsafe(tokens.put_nowait, token)
-        future = asyncio.wrap_future(batcher.submit(one))
+        future = asyncio.wrap_future(self.batcher.submit(one))
 
         async def pieces():
             ids, sent = [], ""
-            while (token := await asyncio.wait_for(tokens.get(), settings.request_timeout_s)) is not None:
+            while (token := await asyncio.wait_for(tokens.get(), self.settings.request_timeout_s)) is not None:
                 ids.append(token)
-                text = tokenizer.decode(ids, skip_special_tokens=True)
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
                 if not text.endswith("\ufffd") and len(text) > len(sent):  # multi-byte characters wait for their end
                     yield text[len(sent) :], None
                     sent = text
@@ -194,70 +158,52 @@ def create_app(
 
         return pieces()
 
-    def sse(chunks: AsyncIterator[dict]) -> StreamingResponse:
-        async def body():
-            async for c in chunks:
-                yield f"data: {json.dumps(c)}\n\n"
-            yield "data: [DONE]\n\n"
+    def text(self, rollout: Rollout) -> str:
+        return self.tokenizer.decode(rollout.response_ids, skip_special_tokens=True)
 
-        return StreamingResponse(body(), media_type="text/event-stream")
+    def health(self) -> dict:
+        b = self.batcher
+        return {"status": "ok", "queued_rows": b.queued_rows(), "batches": b.batches, "rows_done": b.rows_done}
 
-    def usage(prompt_tokens: int, rollouts: list[Rollout]) -> dict:
-        completion = sum(len(r.response_ids) for r in rollouts)
-        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-                "total_tokens": prompt_tokens + completion}  # fmt: skip
+    def models(self) -> dict:
+        return {"object": "list", "data": [{"id": self.name, "object": "model", "created": 0, "owned_by": "mathfirst",
+                                            "max_model_len": self.context}]}  # fmt: skip
 
-    @app.get("/health")
-    def health() -> dict:
-        return {"status": "ok", "queued_rows": batcher.queued_rows(), "batches": batcher.batches,
-                "rows_done": batcher.rows_done}  # fmt: skip
-
-    @app.get("/v1/models")
-    def models() -> dict:
-        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "mathfirst",
-                                            "max_model_len": context}]}  # fmt: skip
-
-    @app.post("/v1/completions")
-    async def completions(req: CompletionRequest):
-        check_model(req.model)
+    async def completions(self, req: CompletionRequest):
+        self.check_model(req.model)
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
-        ids = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
-        jobs = [job(i, req.n, req.max_tokens, req.temperature, req.top_p, req.seed) for i in ids]
+        ids = [self.tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
+        jobs = [self.job(i, req.n, req.max_tokens, req.temperature, req.top_p, req.seed) for i in ids]
         base = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-                "model": name}  # fmt: skip
+                "model": self.name}  # fmt: skip
         if req.stream:
             if len(jobs) != 1 or req.n != 1:
                 raise Refused(400, "streaming supports one prompt and n=1")
-
-            pieces = streamed(jobs[0])
+            pieces = self.streamed(jobs[0])
 
             async def chunks():
                 async for piece, reason in pieces:
                     yield base | {"choices": [{"index": 0, "text": piece, "finish_reason": reason}]}
 
             return sse(chunks())
-        results = await run(jobs)
-        choices = [
-            {"index": i, "text": text, "finish_reason": finish(r), "logprobs": None}
-            for i, (text, r) in enumerate((tokenizer.decode(r.response_ids, skip_special_tokens=True), r)
-                                          for rollouts in results for r in rollouts)
-        ]  # fmt: skip
-        totals = [usage(len(i), rollouts) for i, rollouts in zip(ids, results)]
+        results = await self.run(jobs)
+        rollouts = [r for group in results for r in group]
+        choices = [{"index": i, "text": self.text(r), "finish_reason": finish(r), "logprobs": None}
+                   for i, r in enumerate(rollouts)]  # fmt: skip
+        totals = [usage(len(i), group) for i, group in zip(ids, results)]
         return base | {"choices": choices, "usage": {k: sum(t[k] for t in totals) for k in totals[0]}}
 
-    @app.post("/v1/chat/completions")
-    async def chat(req: ChatRequest):
-        check_model(req.model)
+    async def chat(self, req: ChatRequest):
+        self.check_model(req.model)
         messages = [m.model_dump() for m in req.messages]
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
         ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
-        one = job(ids, req.n, req.max_completion_tokens or req.max_tokens, req.temperature, req.top_p, req.seed)
-        base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": name}
+        one = self.job(ids, req.n, req.max_completion_tokens or req.max_tokens, req.temperature, req.top_p, req.seed)
+        base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": self.name}
         if req.stream:
             if req.n != 1:
                 raise Refused(400, "streaming supports n=1")
-
-            pieces = streamed(one)
+            pieces = self.streamed(one)
 
             async def chunks():
                 base_chunk = base | {"object": "chat.completion.chunk"}
@@ -267,14 +213,82 @@ def create_app(
                     yield base_chunk | {"choices": [{"index": 0, "delta": delta, "finish_reason": reason}]}
 
             return sse(chunks())
-        (rollouts,) = await run([one])
-        choices = [
-            {"index": i, "message": {"role": "assistant", "content": tokenizer.decode(r.response_ids,
-             skip_special_tokens=True)}, "finish_reason": finish(r)}
-            for i, r in enumerate(rollouts)
-        ]  # fmt: skip
+        (rollouts,) = await self.run([one])
+        choices = [{"index": i, "message": {"role": "assistant", "content": self.text(r)}, "finish_reason": finish(r)}
+                   for i, r in enumerate(rollouts)]  # fmt: skip
         return base | {"object": "chat.completion", "choices": choices, "usage": usage(len(ids), rollouts)}
 
+
+def sse(chunks: AsyncIterator[dict]) -> StreamingResponse:
+    """Server-sent events: one `data:` line per chunk, then [DONE]."""
+
+    async def body():
+        async for c in chunks:
+            yield f"data: {json.dumps(c)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream")
+
+
+def usage(prompt_tokens: int, rollouts: list[Rollout]) -> dict:
+    completion = sum(len(r.response_ids) for r in rollouts)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
+
+
+async def refused(_: Request, e: Refused) -> JSONResponse:
+    return error(e.status, str(e), e.code)
+
+
+async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+    return error(e.status_code, str(e.detail))
+
+
+async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+    first = e.errors()[0] if e.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+    return error(400, f"invalid request: {where or 'body'}: {first.get('msg', 'malformed')}", param=where)
+
+
+def key_guard(api_key: str | None):
+    """Middleware: the API key on every route but /health."""
+
+    async def guard(request: Request, call_next):
+        if api_key and request.url.path != "/health":
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+                return error(401, "missing or incorrect API key (send 'Authorization: Bearer KEY')", "invalid_api_key")
+        return await call_next(request)
+
+    return guard
+
+
+def create_app(
+    checkpoint: str | Path,
+    model_id: str | None = None,
+    settings: ServeSettings | None = None,
+    read_timeout_s: float = READ_TIMEOUT_S,
+) -> FastAPI:
+    """The FastAPI app serving `checkpoint`: OpenAI's completions and chat routes, /v1/models and /health."""
+    settings = settings or ServeSettings()
+    server = Server(checkpoint, model_id, settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        server.batcher.close()
+
+    app = FastAPI(title="mathfirst serve", lifespan=lifespan)
+    # Added first, so inside the key guard: the key is checked before any body is read, and BodyGuard's errors
+    # reach FastAPI's handlers as they are (BaseHTTPMiddleware would wrap them in exception groups)
+    app.add_middleware(BodyGuard, limit=MAX_BODY_BYTES, timeout_s=read_timeout_s)
+    app.add_exception_handler(Refused, refused)
+    app.add_exception_handler(StarletteHTTPException, http_error)  # FastAPI's own (a subclass) and unknown routes
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.middleware("http")(key_guard(settings.api_key or os.environ.get("MATHFIRST_API_KEY") or None))
+    app.get("/health")(server.health)
+    app.get("/v1/models")(server.models)
+    app.post("/v1/completions")(server.completions)
+    app.post("/v1/chat/completions")(server.chat)
     return app
 
 
