@@ -14,11 +14,11 @@ from typing import Any
 
 from mathfirst.config import GymConfig, GymTask
 from mathfirst.data.loaders import DataError, RLPrompt
+from mathfirst.data.schema import GYM_SOURCE_PREFIX as SOURCE_PREFIX
 from mathfirst.data.schema import task_hash
 from mathfirst.data.world import HELDOUT_BUCKETS
 from mathfirst.seed import derive_seed
 
-SOURCE_PREFIX = "reasoning_gym/"
 # Our domain for each gym task we route; any other task needs `domain:` in its config entry.
 GYM_DOMAINS = {
     **dict.fromkeys(
@@ -113,25 +113,3 @@ def gym_prompts(gym: GymConfig, domain: str, split: str, seed: int) -> list[RLPr
     for name, task in tasks.items():
         rows += gym_rows(name, task, split, max(1, round(gym.rows_per_domain * task.weight / total)), seed)
     return rows
-
-
-def score_gym(data_source: str, solution: str, ground_truth: str) -> dict:
-    """The gym task's own score of the final answer (the last \\boxed{}, else an `Answer:` line); only full
-    credit counts as right (some tasks give partial credit, e.g. for a number written as a float)."""
-    import reasoning_gym
-
-    from mathfirst.rewards.answers import final_answer
-
-    entry = json.loads(ground_truth)
-    answer = final_answer(solution)
-    if answer is None:
-        return {"score": 0.0, "acc": False, "pred": None, "reason": "no final answer"}
-    credit = float(reasoning_gym.get_score_answer_fn(data_source.removeprefix(SOURCE_PREFIX))(answer, entry))
-    right = credit >= 1.0
-    return {
-        "score": float(right),
-        "acc": right,
-        "pred": answer,
-        "gym_score": credit,
-        "reason": "" if right else "wrong",
-    }

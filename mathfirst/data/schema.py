@@ -9,6 +9,7 @@ from typing import Any
 
 from mathfirst.data.reasoning import Solution
 
+GYM_SOURCE_PREFIX = "reasoning_gym/"  # data_source of reasoning-gym rows: reasoning_gym/<task>
 DOMAINS = ("math", "stem", "code", "simulation", "logic", "table")
 
 # Reward style per domain: rule-based matching, or execution for code.

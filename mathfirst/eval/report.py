@@ -380,6 +380,11 @@ mark.backtracking{background:#ffe1c4}.skills{font-size:.9em;color:#555}"""
 def write_report(paths: list[Path]) -> tuple[Path, Path]:
     """Write report.md, report.html and the PNG plots into the first run's folder."""
     runs = [load_run(p) for p in paths]
+    return render(runs[0], report_sections(runs, paths))
+
+
+def report_sections(runs: list[Run], paths: list[Path]) -> list[tuple[str, list]]:
+    """The report's sections as (title, tables and figures); the figures and differences.json are written too."""
     main = runs[0]
     accuracy, rl_curves, learning, skills = (
         accuracy_figure(main), curves_figure(main), learning_curve_figure(main), skills_figure(main)
@@ -418,6 +423,11 @@ def write_report(paths: list[Path]) -> tuple[Path, Path]:
     if len(runs) > 1:
         tables = [ablation_table(runs, diffs)] + ([ablation_table(runs, diffs, key)] if key else [])
         sections.append(("Ablation: final stage of each run", tables))
+    return sections
+
+
+def render(main: Run, sections: list[tuple[str, list]]) -> tuple[Path, Path]:
+    """report.md and a self-contained report.html of the sections, then one response per domain."""
     examples = example_blocks(main)
 
     md = [f"# Report: {main.name}", ""]

@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
-from mathfirst.data.gym import SOURCE_PREFIX as GYM_PREFIX
-from mathfirst.data.gym import score_gym
+from mathfirst.data.schema import GYM_SOURCE_PREFIX as GYM_PREFIX
 from mathfirst.rewards.answers import final_answer
 from mathfirst.rewards.code import NO_PROGRAM, score_code, score_output_prediction
+from mathfirst.rewards.gym import score_gym
 from mathfirst.rewards.judge import Judge, JudgeUnavailable, score_judged
 from mathfirst.rewards.math_answer import score_many, score_math
 from mathfirst.rewards.rules import score_boxed

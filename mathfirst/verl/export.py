@@ -64,8 +64,8 @@ def hydra_value(value: object) -> str:
     return str(value)
 
 
-def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward: Path) -> dict[str, object]:
-    """verl `main_ppo` overrides (ppo_trainer.yaml) for one DAPO stage."""
+def refuse_native_only(rl: RLConfig, stage: str) -> None:
+    """Stop with one line on settings verl cannot express, rather than export something else silently."""
     if rl.prompt_selection != "uniform":
         raise ConfigError(
             f"{stage}.prompt_selection: {rl.prompt_selection} is native-only (verl's dataloader draws its prompts "
@@ -76,6 +76,11 @@ def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward:
             f"{stage}.schedule: {rl.schedule} is native-only (verl samples its dataset in a fixed shuffled order; "
             "it has no per-dataset weights or curriculum sampler to drive): set it to fixed to export"
         )
+
+
+def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward: Path) -> dict[str, object]:
+    """verl `main_ppo` overrides (ppo_trainer.yaml) for one DAPO stage."""
+    refuse_native_only(rl, stage)
     kl = rl.kl_coef > 0
     return {
         "data.train_files": [str(folder / "train.parquet")],
