@@ -324,11 +324,12 @@ def data_preview(
     slip_rate: float = typer.Option(0.3, help="share of traces with a slip"),
 ) -> None:
     """Print generated tasks with their worked solutions."""
-    from mathfirst.data.reasoning import TraceStyle
+    from mathfirst.data.schema import LEVELS
+    from mathfirst.data.traces import TraceStyle
     from mathfirst.data.world import generate_tasks, traces
 
     try:
-        tasks = generate_tasks(domain, "train", n, seed, (level,) if level else (1, 2, 3))
+        tasks = generate_tasks(domain, "train", n, seed, (level,) if level else LEVELS)
     except ValueError as e:
         fail(str(e))
     console = Console()

@@ -8,9 +8,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mathfirst.data.schema import DOMAINS
+from mathfirst.data.schema import DOMAINS, LEVELS
+from mathfirst.prompts import STYLES
 from mathfirst.rl.loss_registry import DAPO, DUAL_CLIP, LOSS_AGGS, LOSS_NAMES, LOSSES
 
+LOGGERS = ("jsonl", "tensorboard", "wandb")  # where metrics may go (train/metrics.py)
 CONCURRENCY = 64  # requests an HTTP client keeps in flight, and rows `mathfirst serve` samples together by default
 PRESETS = Path(__file__).parent / "configs"  # shipped with the package; `configs/` in a checkout links here
 DEFAULT_CONFIG = PRESETS / "tiny.yaml"
@@ -37,7 +39,7 @@ class Strict(BaseModel):
 
 class WorldConfig(Strict):
     levels: list[int] = Field(
-        [1, 2, 3], description="difficulty levels of the tiny world's tasks (a subset of 1, 2, 3)"
+        list(LEVELS), description="difficulty levels of the tiny world's tasks (a subset of 1, 2, 3)"
     )
     heldout_per_domain: int = Field(100, gt=0, description="tiny-world held-out tasks per domain")
     pretrain_skill_rate: float = Field(
@@ -56,8 +58,8 @@ class WorldConfig(Strict):
     @field_validator("levels")
     @classmethod
     def _levels(cls, v: list[int]) -> list[int]:
-        if not v or any(level not in (1, 2, 3) for level in v):
-            raise ValueError("levels must be a non-empty subset of [1, 2, 3]")
+        if not v or any(level not in LEVELS for level in v):
+            raise ValueError(f"levels must be a non-empty subset of {list(LEVELS)}")
         return v
 
 
@@ -97,7 +99,7 @@ class ModelConfig(Strict):
     init: str = Field(
         "tiny", description="`tiny` (a fresh tiny Qwen3) or a path to a local Hugging Face causal-LM folder"
     )
-    prompts: Literal["bare", "instruct"] | None = Field(
+    prompts: Literal[STYLES] | None = Field(  # type: ignore[valid-type]
         None,
         description="bare (the question alone) or instruct (with its domain's answer instruction, prompts/task/); "
         "default: bare for the tiny model, instruct for any other",
@@ -305,7 +307,7 @@ class RunConfig(Strict):
     memory_gb: float | None = Field(
         None, gt=0, description="memory a stage may use; default: the GPU's memory, or the RAM available on a CPU"
     )
-    log: list[Literal["jsonl", "tensorboard", "wandb"]] = Field(
+    log: list[Literal[LOGGERS]] = Field(  # type: ignore[valid-type]
         ["jsonl"], description="where metrics go: jsonl (metrics.jsonl, always written), tensorboard, wandb"
     )
     world: WorldConfig = Field(WorldConfig(), description="the tiny world")

@@ -7,8 +7,8 @@ from tokenizers import pre_tokenizers
 
 from mathfirst.data import logic, reasoning, table
 from mathfirst.data.math import divided
-from mathfirst.data.reasoning import TraceStyle, check_outcome, detect_skills, render
 from mathfirst.data.schema import DOMAINS
+from mathfirst.data.traces import TraceStyle, check_outcome, detect_skills, render
 from mathfirst.data.world import generate_tasks, traces
 from mathfirst.rewards import compute_score
 

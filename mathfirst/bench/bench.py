@@ -20,8 +20,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from mathfirst.bench.learning import Race, race_config
 from mathfirst.bench.workload import Workload, prompt_ids
 from mathfirst.config import PRESETS, ModelConfig, RunConfig, TrainConfig
-from mathfirst.data.reasoning import TraceStyle
 from mathfirst.data.schema import DOMAINS
+from mathfirst.data.traces import TraceStyle
 from mathfirst.data.world import generate_tasks, traces
 from mathfirst.eval.suites import DATA
 from mathfirst.model import build_tiny_model, load_model, save_model

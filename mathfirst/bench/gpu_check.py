@@ -29,7 +29,7 @@ from mathfirst.bench.bench import hf_generate, timed_count
 from mathfirst.bench.step import update_flops
 from mathfirst.config import PRESETS, RunConfig, load_config
 from mathfirst.data.loaders import RLPrompt
-from mathfirst.data.reasoning import TraceStyle
+from mathfirst.data.traces import TraceStyle
 from mathfirst.data.world import generate_tasks, traces
 from mathfirst.eval.suites import load_benchmark
 from mathfirst.model import best_device, set_checkpointing, trainable

@@ -6,8 +6,8 @@ from __future__ import annotations
 from mathfirst.config import STAGES, RLConfig, RunConfig
 from mathfirst.data.gym import covered_domains, gym_prompts
 from mathfirst.data.loaders import DataError, RLPrompt, load_rl_prompts, load_sft_pairs
-from mathfirst.data.reasoning import TraceStyle
-from mathfirst.data.schema import DOMAINS, Task
+from mathfirst.data.schema import DOMAINS, TINY_SOURCE_PREFIX, Task
+from mathfirst.data.traces import TraceStyle
 from mathfirst.data.world import generate_tasks, traces
 from mathfirst.prompts import user_message
 
@@ -21,8 +21,8 @@ def stage_seed(cfg: RunConfig, stage: str) -> int:
 def tiny_prompt(task: Task, style: str) -> RLPrompt:
     """A tiny-world task as a prompt, its user message in `style`."""
     extra = {k: v for k, v in task.to_row("", 0)["extra_info"].items() if k not in ("split", "index")}
-    return RLPrompt(f"tiny/{task.domain}", task.domain, user_message(task.question, task.domain, style), task.answer,
-                    extra)  # fmt: skip
+    message = user_message(task.question, task.domain, style)
+    return RLPrompt(f"{TINY_SOURCE_PREFIX}{task.domain}", task.domain, message, task.answer, extra)
 
 
 def task_pools(cfg: RLConfig, levels: tuple[int, ...], seed: int, style: str = "bare") -> dict[str, list[RLPrompt]]:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import itertools
 import random
 
-from mathfirst.data.reasoning import Solution, Step, failed
 from mathfirst.data.schema import Task
+from mathfirst.data.traces import Solution, Step, failed
 
-LEVELS = (1, 2, 3)
 NAMES = ["Ann", "Bob", "Cal", "Dee", "Eve", "Fay", "Gus", "Hal"]
 RELATIONS = [("taller", "tallest"), ("older", "oldest"), ("faster", "fastest")]
 

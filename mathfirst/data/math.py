@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import random
 
-from mathfirst.data.reasoning import Solution, Step, failed
 from mathfirst.data.schema import Task
-
-LEVELS = (1, 2, 3)
+from mathfirst.data.traces import Solution, Step, failed
 
 
 def near_miss(value: int, rng: random.Random) -> str:

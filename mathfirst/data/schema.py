@@ -7,9 +7,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from mathfirst.data.reasoning import Solution
+from mathfirst.data.traces import Solution
 
 GYM_SOURCE_PREFIX = "reasoning_gym/"  # data_source of reasoning-gym rows: reasoning_gym/<task>
+TINY_SOURCE_PREFIX = "tiny/"  # data_source of the tiny world's rows: tiny/<domain>
+LEVELS = (1, 2, 3)  # difficulty levels of the tiny world's tasks
 DOMAINS = ("math", "stem", "code", "simulation", "logic", "table")
 
 # Reward style per domain: rule-based matching, or execution for code.
@@ -35,7 +37,7 @@ class Task:
     def to_row(self, split: str, index: int) -> dict[str, Any]:
         """The verl RL row: data_source, prompt, ability, reward_model, extra_info."""
         return {
-            "data_source": f"tiny/{self.domain}",
+            "data_source": f"{TINY_SOURCE_PREFIX}{self.domain}",
             "prompt": [{"role": "user", "content": self.question}],
             "ability": self.domain,
             "reward_model": {"style": REWARD_STYLE[self.domain], "ground_truth": self.answer},

@@ -5,10 +5,9 @@ from __future__ import annotations
 import random
 
 from mathfirst.data.math import near_miss
-from mathfirst.data.reasoning import Solution, Step, failed
 from mathfirst.data.schema import Task
+from mathfirst.data.traces import Solution, Step, failed
 
-LEVELS = (1, 2, 3)
 CYCLES = [
     ["red", "green", "yellow"],
     ["north", "east", "south", "west"],

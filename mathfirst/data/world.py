@@ -7,8 +7,8 @@ from collections.abc import Callable
 from types import ModuleType
 
 from mathfirst.data import code, logic, math, simulation, stem, table
-from mathfirst.data.reasoning import TraceStyle, render
-from mathfirst.data.schema import DOMAINS, Task
+from mathfirst.data.schema import DOMAINS, LEVELS, Task
+from mathfirst.data.traces import TraceStyle, render
 
 GENERATORS: dict[str, ModuleType] = {
     "math": math,
@@ -35,7 +35,7 @@ def generate_one(domain: str, rng: random.Random, level: int) -> Task:
     return GENERATORS[domain].generate(rng, level)
 
 
-def generate_tasks(domain: str, split: str, n: int, seed: int, levels: tuple[int, ...] = (1, 2, 3)) -> list[Task]:
+def generate_tasks(domain: str, split: str, n: int, seed: int, levels: tuple[int, ...] = LEVELS) -> list[Task]:
     """`n` tasks of one domain and split, deterministic under `seed`.
 
     Train tasks are drawn as the generators draw them (a random level, then a random kind) and never hash into

@@ -15,10 +15,11 @@ from tqdm import tqdm
 from mathfirst.eval.backends import Backend
 from mathfirst.eval.stats import interval, pass_at_k
 from mathfirst.eval.suites import BenchItem, load_benchmark
+from mathfirst.prompts import HERE as PROMPTS
 from mathfirst.rewards import compute_scores
 from mathfirst.rewards.code import last_code_block
 
-TEMPLATES = Path(__file__).parent.parent / "prompts" / "bench"
+TEMPLATES = PROMPTS / "bench"
 
 
 def load_template(name: str, template_dir: Path | None) -> str:

@@ -13,7 +13,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from mathfirst.config import RunConfig
 from mathfirst.data.assemble import heldout_prompts
 from mathfirst.data.loaders import RLPrompt
-from mathfirst.data.reasoning import detect_skills
+from mathfirst.data.traces import detect_skills
 from mathfirst.eval.stats import bootstrap_interval, wilson
 from mathfirst.rewards import in_answer_format
 from mathfirst.sampling.scored import sample_scored

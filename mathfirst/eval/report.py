@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from mathfirst.config import RL_STAGES, STAGES  # noqa: E402
-from mathfirst.data.reasoning import SKILL_PREFIXES  # noqa: E402
+from mathfirst.data.traces import SKILL_PREFIXES  # noqa: E402
 from mathfirst.eval.curve import read_curve  # noqa: E402
 from mathfirst.eval.paired import NON_MATH, differences  # noqa: E402
 from mathfirst.study.skills import SKILLS, analyze_run, read_samples  # noqa: E402

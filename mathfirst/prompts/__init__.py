@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parent  # every template file lives below this folder
 STYLES = ("bare", "instruct")
 
 

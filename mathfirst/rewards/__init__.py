@@ -9,6 +9,7 @@ from functools import cache
 from typing import Any
 
 from mathfirst.data.schema import GYM_SOURCE_PREFIX as GYM_PREFIX
+from mathfirst.data.schema import TINY_SOURCE_PREFIX as TINY_PREFIX
 from mathfirst.rewards.answers import final_answer
 from mathfirst.rewards.code import NO_PROGRAM, score_code, score_output_prediction
 from mathfirst.rewards.gym import score_gym
@@ -41,7 +42,7 @@ def route(data_source: str, extra_info: dict[str, Any] | None) -> str:
         return STRUCTURED[source]
     if ability == "code" or source in ("humaneval", "mbpp", "livecodebench"):
         return "code"
-    if source.startswith("tiny/"):
+    if source.startswith(TINY_PREFIX):
         return "rule"  # the tiny world's answers are structured: integers, letters, names
     if info.get("style") == "choice" or source.split("/")[-1] in CHOICE_SOURCES:
         return "choice"

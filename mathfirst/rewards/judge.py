@@ -12,9 +12,10 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from mathfirst.prompts import HERE as PROMPTS
 from mathfirst.serve.client import CONCURRENCY, EndpointError, call_endpoint
 
-TEMPLATE = Path(__file__).parent.parent / "prompts" / "judge_equivalence.txt"
+TEMPLATE = PROMPTS / "judge_equivalence.txt"
 VERDICT = re.compile(r"^\W*(YES|NO)\W*$", re.IGNORECASE)  # the whole reply: one word, punctuation aside
 MAX_CANDIDATE_CHARS = 300  # a longer final answer must also be within 4x the reference's length
 ADDRESSES_JUDGE = re.compile(

@@ -15,7 +15,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mathfirst.config import RLConfig
 from mathfirst.data.loaders import RLPrompt
-from mathfirst.data.reasoning import SKILL_PREFIXES, detect_skills
+from mathfirst.data.traces import SKILL_PREFIXES, detect_skills
 from mathfirst.eval.curve import LearningCurve, scalars, train_seconds
 from mathfirst.model import set_checkpointing, trainable
 from mathfirst.rl.dapo import (

@@ -9,10 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mathfirst.config import STAGES
-from mathfirst.data.reasoning import detect_skills
+from mathfirst.data.traces import SKILL_PREFIXES, detect_skills
 from mathfirst.eval.stats import wilson
+from mathfirst.prompts import HERE as PROMPTS
 
-SKILLS = ("subgoal", "enumeration", "verification", "backtracking")
+SKILLS = tuple(SKILL_PREFIXES)  # subgoal, enumeration, verification, backtracking
 
 # A cheap baseline for free-form text from real models, in the spirit of Gandhi et al. (2025).
 KEYWORDS = {
@@ -36,7 +37,7 @@ def detect_keywords(text: str) -> dict[str, bool]:
 
 
 DETECTORS = {"moves": detect_moves, "keywords": detect_keywords}
-JUDGE_TEMPLATE = Path(__file__).parent.parent / "prompts" / "skills_judge.txt"
+JUDGE_TEMPLATE = PROMPTS / "skills_judge.txt"
 
 
 SKILL_REPLY_TOKENS = 48  # four `name: yes|no` lines

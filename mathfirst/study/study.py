@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from mathfirst.config import RL_STAGES, SCHEDULES, ConfigError, RunConfig, load_config
-from mathfirst.data.reasoning import CHECK_OUTCOMES, check_outcome
+from mathfirst.data.traces import CHECK_OUTCOMES, check_outcome
 from mathfirst.eval.curve import read_curve
 from mathfirst.eval.paired import NON_MATH, evaluated_stages, paired, task_scores
 from mathfirst.eval.stats import paired_difference_over_seeds, unpaired_difference, wilson

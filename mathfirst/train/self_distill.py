@@ -14,7 +14,7 @@ from mathfirst.config import RunConfig, SelfDistillConfig
 from mathfirst.data.assemble import styled, tiny_prompt
 from mathfirst.data.gym import covered_domains, gym_prompts
 from mathfirst.data.loaders import RLPrompt
-from mathfirst.data.reasoning import detect_skills
+from mathfirst.data.traces import detect_skills
 from mathfirst.data.world import generate_tasks
 from mathfirst.sampling.scored import sample_scored
 from mathfirst.seed import derive_seed
