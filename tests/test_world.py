@@ -5,7 +5,8 @@ from collections import Counter
 import pytest
 from tokenizers import pre_tokenizers
 
-from mathfirst.data import logic, reasoning, table
+from mathfirst.data import logic, table
+from mathfirst.data import traces as trace_language
 from mathfirst.data.math import divided
 from mathfirst.data.schema import DOMAINS
 from mathfirst.data.traces import TraceStyle, check_outcome, detect_skills, render
@@ -125,7 +126,7 @@ def test_every_answer_has_a_check_with_a_failing_form(domain):
 @pytest.mark.parametrize("domain", DOMAINS)
 def test_a_slip_caught_by_the_answer_check_is_redone_and_scores(domain, monkeypatch):
     """Late catch: the slipped answer fails the answer check, the step is redone, the check then passes."""
-    monkeypatch.setattr(reasoning, "ANSWER_CHECK_CATCHES", 1.0)
+    monkeypatch.setattr(trace_language, "ANSWER_CHECK_CATCHES", 1.0)
     rng = random.Random(1)
     for t in [t for t in generate_tasks(domain, "train", 40, seed=5) if t.solution.wrong_check]:
         text, ok = render(t.solution, TraceStyle(1.0, 1.0, 1.0), rng)
