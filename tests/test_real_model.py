@@ -96,15 +96,14 @@ SANITY_STEPS = 20
 def test_dapo_drives_smollm2_to_solve_eight_fixed_prompts(smollm2, tmp_path):
     """The loop's end-to-end check that a learning signal reaches the weights: after the preset's cold start (the
     imported model boxes almost no answer: 1 of 128 sampled responses right), DAPO on 8 fixed prompts of the
-    preset's arithmetic raises the accuracy of the sampled responses (the share rewarded +1) to 0.9 or more
-    within SANITY_STEPS steps."""
+    two-term one-digit arithmetic (the preset's before its math tasks became 2-4 term chains) raises the accuracy
+    of the sampled responses (the share rewarded +1) to 0.9 or more within SANITY_STEPS steps."""
     preset = load_config(ROOT / "configs" / "smollm2-135m.yaml", {"model": {"init": str(smollm2)}})
     model, tok = load_model(smollm2)
     examples = encode_chats(tok, stage_examples(preset, "sft"), False, preset.model.max_seq_len)
     model = train(model, tok, examples, preset.sft, tmp_path / "sft", 0, "sft")
-    arithmetic = GymConfig(
-        rows_per_domain=40, tasks={"basic_arithmetic": preset.rl_math.reasoning_gym.tasks["basic_arithmetic"]}
-    )
+    two_terms = {"config": {"max_terms": 2, "max_digits": 1, "allow_parentheses": False, "allow_negation": False}}
+    arithmetic = GymConfig(rows_per_domain=40, tasks={"basic_arithmetic": two_terms})
     cfg = RLConfig(steps=SANITY_STEPS, prompts_per_step=8, group_size=8, max_new_tokens=64, mini_batch_groups=8,
                    lr=5e-5, warmup_steps=1, max_gen_rounds=1, domains=["math"], generated=False,
                    reasoning_gym=arithmetic, save_every=SANITY_STEPS)  # fmt: skip
