@@ -11,6 +11,8 @@ import torch
 from mathfirst.rl.dapo import agg_loss, policy_loss
 from mathfirst.rl.loss_registry import LOSSES, LossSettings
 
+T = torch.Tensor  # every loss: (log-probs, old log-probs, advantages, mask, settings) -> (loss, statistics)
+
 
 def _per_token(advantages: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return advantages[:, None].expand_as(like) if advantages.dim() == 1 else advantages
@@ -22,13 +24,7 @@ def _stats(clipped: torch.Tensor, log_ratio: torch.Tensor, mask: torch.Tensor) -
     return {"clip_frac": float((clipped * fmask).sum() / n), "ppo_kl": float((-log_ratio.detach() * fmask).sum() / n)}
 
 
-def gspo_loss(
-    logp: torch.Tensor,
-    old_logp: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    s: LossSettings,
-) -> tuple[torch.Tensor, dict[str, float]]:
+def gspo_loss(logp: T, old_logp: T, advantages: T, mask: T, s: LossSettings) -> tuple[T, dict[str, float]]:
     """GSPO: every token of a response shares its sequence's ratio exp(mean_t log(pi / pi_old)), clipped to
     [1 - clip_low, 1 + clip_high]; the gradient flows through each token's own log-prob."""
     advantages = _per_token(advantages, logp)
@@ -44,13 +40,7 @@ def gspo_loss(
     return agg_loss(loss_mat, mask, s.agg, s.horizon), stats
 
 
-def cispo_loss(
-    logp: torch.Tensor,
-    old_logp: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    s: LossSettings,
-) -> tuple[torch.Tensor, dict[str, float]]:
+def cispo_loss(logp: T, old_logp: T, advantages: T, mask: T, s: LossSettings) -> tuple[T, dict[str, float]]:
     """CISPO: -sg(clip(ratio, 1 - clip_low, 1 + clip_high)) * A * log pi. No token is dropped from the
     gradient; the clip bounds only how much one counts (clip_low 1.0: no lower bound, as in MiniMax-M1)."""
     advantages = _per_token(advantages, logp)
@@ -63,16 +53,12 @@ def cispo_loss(
     return agg_loss(loss_mat, mask, s.agg, s.horizon), stats
 
 
-def clipped_loss(
-    logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, s: LossSettings
-) -> tuple[torch.Tensor, dict[str, float]]:
+def clipped_loss(logp: T, old_logp: T, advantages: T, mask: T, s: LossSettings) -> tuple[T, dict[str, float]]:
     """PPO's clipped objective with clip-higher and the dual clip (DAPO, GRPO and Dr. GRPO: they differ in
     settings)."""
     return policy_loss(logp, old_logp, advantages, mask, s.clip_low, s.clip_high, s.clip_c, s.agg, s.horizon)
 
 
-def objective(
-    loss: str, logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, s: LossSettings
-) -> tuple[torch.Tensor, dict[str, float]]:
+def objective(loss: str, logp: T, old_logp: T, advantages: T, mask: T, s: LossSettings) -> tuple[T, dict[str, float]]:
     """The policy loss `loss` names, through its registry entry."""
     return globals()[LOSSES[loss].function](logp, old_logp, advantages, mask, s)
