@@ -34,6 +34,7 @@ from mathfirst.rl.packing import PACKED, attention, micro_batches, prompt_chunks
 from mathfirst.rl.prompt_selection import PromptMemory, outcomes
 from mathfirst.sampling.rollout import Rollout
 from mathfirst.sampling.scored import sample_scored, verify
+from mathfirst.seed import derive_seed
 from mathfirst.train.checkpoint import resume, save_checkpoint
 from mathfirst.train.lora import adapt, finish
 from mathfirst.train.metrics import MetricsLog
@@ -118,7 +119,7 @@ def collect_batch(
     sampled: list[Group] = []
     rounds = 0
     while len(kept) < cfg.prompts_per_step and rounds < cfg.max_gen_rounds:
-        round_seed = seed * 1_000_003 + step * 101 + rounds
+        round_seed = derive_seed(seed, "rl_round", step, rounds)
         tasks = pick_tasks(pools, cfg, cfg.prompts_per_step, random.Random(round_seed), memory, shares)
         groups = rollout_groups(model, tokenizer, tasks, cfg, round_seed)
         if memory is not None:
@@ -286,7 +287,7 @@ def learn(
         group["lr"] = lr_at(step, cfg)
     model.train()
     batch = pack(kept, tokenizer.pad_token_id, cfg.mask_truncated, cfg.norm_adv_by_std)
-    rng = torch.Generator().manual_seed(seed * 7919 + step)
+    rng = torch.Generator().manual_seed(derive_seed(seed, "rl_minibatch_order", step))
     stats = update(model, ref_model, optimizer, batch, cfg.group_size, cfg, rng, dtype, probe)
     model.eval()
     alignment = probe.alignment() if probe else {}

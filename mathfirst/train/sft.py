@@ -13,6 +13,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from mathfirst.config import TrainConfig
 from mathfirst.model import set_checkpointing, trainable
 from mathfirst.rl.logprobs import head_logprobs, hidden_states
+from mathfirst.seed import derive_seed
 from mathfirst.train.checkpoint import resume, save_checkpoint
 from mathfirst.train.lora import adapt, finish
 from mathfirst.train.metrics import MetricsLog
@@ -56,7 +57,7 @@ BUCKET_STEPS = 8  # batches are drawn 8 at a time and grouped by length, so litt
 def batch_indices(step: int, n: int, lengths: list[int], batch_size: int, seed: int) -> list[int]:
     """The examples of one step: a pure function of the step, so a resumed run sees the same batches."""
     block = step // BUCKET_STEPS
-    g = torch.Generator().manual_seed(seed * 100_003 + block)
+    g = torch.Generator().manual_seed(derive_seed(seed, "sft_order", block))
     pool = torch.randint(n, (BUCKET_STEPS * batch_size,), generator=g).tolist()
     pool.sort(key=lambda i: lengths[i])
     batches = [pool[k * batch_size : (k + 1) * batch_size] for k in range(BUCKET_STEPS)]
