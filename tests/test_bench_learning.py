@@ -50,8 +50,9 @@ def test_trl_gets_our_dapo_settings_and_our_reward(tmp_path):
     rcfg = cfg.rl_math  # 4 prompts x 4 per step, 2 groups per optimizer step, up to 48 tokens, buffer 8
     args = trl_args(rcfg, str(tmp_path), 0, torch.float32)
     assert (args.loss_type, args.epsilon, args.epsilon_high, args.delta, args.beta) == ("dapo", 0.2, 0.28, 3.0, 0.0)
-    assert args.num_generations == 4 and args.steps_per_generation == updates_per_step(rcfg) == 2
-    assert args.per_device_train_batch_size == 8 and args.gradient_accumulation_steps == 1
+    assert args.num_generations == 4 and args.per_device_train_batch_size == 4  # one group per forward ...
+    assert args.steps_per_generation == 4 and args.gradient_accumulation_steps == 2  # ... 2 groups per update
+    assert args.steps_per_generation // args.gradient_accumulation_steps == updates_per_step(rcfg) == 2
     assert (args.max_completion_length, args.temperature, args.top_p, args.scale_rewards) == (48, 1.0, 1.0, "group")
     assert (args.num_iterations, args.max_grad_norm, args.bf16, args.activation_checkpointing) == (1, 1.0, False, False)
     task = heldout_prompts(cfg, "math")[0]

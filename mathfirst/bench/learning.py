@@ -134,15 +134,17 @@ def ours(race: Race) -> list[dict]:
 def trl_args(rcfg: RLConfig, out: str, seed: int, dtype: torch.dtype) -> GRPOConfig:
     """TRL's GRPOConfig with our DAPO settings: loss_type dapo, clip 0.2 / 0.28 and the dual clip (`delta`), no KL,
     advantages scaled by the group's std, the same group size, batch, optimizer steps per batch, response length,
-    sampling and gradient clip; no checkpoints or logging, which ours skips too."""
+    sampling and gradient clip; no checkpoints or logging, which ours skips too. TRL runs one group per forward
+    and accumulates a mini-batch's groups into each optimizer step (its whole batch at once holds full-vocabulary
+    logits for every response: 8 x 16 responses of SmolLM2 took 23 GB and were killed for memory)."""
     from trl import GRPOConfig
 
     return GRPOConfig(
         output_dir=out, loss_type="dapo", epsilon=rcfg.clip_low, epsilon_high=rcfg.clip_high, delta=rcfg.clip_c,
         beta=rcfg.kl_coef, scale_rewards="group" if rcfg.norm_adv_by_std else "none",
         mask_truncated_completions=rcfg.mask_truncated, num_generations=rcfg.group_size,
-        per_device_train_batch_size=rcfg.prompts_per_step // updates_per_step(rcfg) * rcfg.group_size,
-        steps_per_generation=updates_per_step(rcfg), gradient_accumulation_steps=1, num_iterations=rcfg.ppo_epochs,
+        per_device_train_batch_size=rcfg.group_size, steps_per_generation=rcfg.prompts_per_step,
+        gradient_accumulation_steps=rcfg.prompts_per_step // updates_per_step(rcfg), num_iterations=rcfg.ppo_epochs,
         max_completion_length=rcfg.max_new_tokens, temperature=rcfg.temperature, top_p=rcfg.top_p, top_k=0,
         max_grad_norm=rcfg.grad_clip, activation_checkpointing=rcfg.gradient_checkpointing, max_steps=FOREVER,
         seed=seed, shuffle_dataset=False, use_cpu=not torch.cuda.is_available(), bf16=dtype == torch.bfloat16,
