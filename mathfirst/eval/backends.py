@@ -10,9 +10,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from mathfirst.config import CONCURRENCY
 from mathfirst.data.loaders import DataError, check_model_folder
 from mathfirst.sampling.rollout import decode, generate, rollout, sample
-from mathfirst.serve.client import CONCURRENCY, EndpointError, call_endpoint
+from mathfirst.serve.client import EndpointError, call_endpoint
 from mathfirst.tokenizer import chat_prompt_ids
 
 BACKENDS = ("local", "hf", "vllm", "http")

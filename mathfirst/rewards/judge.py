@@ -12,8 +12,9 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from mathfirst.config import CONCURRENCY
 from mathfirst.prompts import HERE as PROMPTS
-from mathfirst.serve.client import CONCURRENCY, EndpointError, call_endpoint
+from mathfirst.serve.client import EndpointError, call_endpoint
 
 TEMPLATE = PROMPTS / "judge_equivalence.txt"
 VERDICT = re.compile(r"^\W*(YES|NO)\W*$", re.IGNORECASE)  # the whole reply: one word, punctuation aside

@@ -7,8 +7,6 @@ import time
 import urllib.error
 import urllib.request
 
-from mathfirst.config import CONCURRENCY  # noqa: F401 (its callers take the default from here)
-
 
 class EndpointError(Exception):
     """The endpoint kept failing; the message names the URL and the last error. `status` is the last HTTP status

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mathfirst.config import LOGGERS  # noqa: F401 (one list, read by the config too)
 from mathfirst.train.checkpoint import DiskFull, disk_full, write_text_atomic
 
 
