@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from mathfirst.config import DEFAULT_CONFIG, ConfigError, ServeSettings, load_config
+from mathfirst.data.domains import DOMAIN_NAMES
 from mathfirst.data.loaders import DataError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Reasoning curriculum: math first, then everything.")
@@ -317,7 +318,7 @@ def model_import(
 
 @data_app.command("preview")
 def data_preview(
-    domain: str = typer.Option("math", help="math, stem, code, simulation, logic or table"),
+    domain: str = typer.Option("math", help=f"{', '.join(DOMAIN_NAMES[:-1])} or {DOMAIN_NAMES[-1]}"),
     n: int = typer.Option(3, "-n", help="how many tasks"),
     level: int = typer.Option(0, help="difficulty 1-3 (0: all)"),
     seed: int = 0,

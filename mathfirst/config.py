@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mathfirst.data.schema import DOMAINS, LEVELS
+from mathfirst.data.domains import DOMAIN_NAMES
+from mathfirst.data.schema import LEVELS
 from mathfirst.prompts import STYLES
 from mathfirst.rl.loss_registry import DAPO, DUAL_CLIP, LOSS_AGGS, LOSS_NAMES, LOSSES
 
@@ -26,11 +27,11 @@ class ConfigError(Exception):
 
 
 def all_domains(value: Any) -> Any:
-    """`domains: all` is every domain (data/schema.py DOMAINS); a list stays as it is."""
-    return list(DOMAINS) if value == "all" else value
+    """`domains: all` is every domain (DOMAIN_NAMES, the registry in data/domains/); a list stays as it is."""
+    return list(DOMAIN_NAMES) if value == "all" else value
 
 
-DomainList = Annotated[list[Literal[DOMAINS]], BeforeValidator(all_domains)]  # type: ignore[valid-type]
+DomainList = Annotated[list[Literal[DOMAIN_NAMES]], BeforeValidator(all_domains)]  # type: ignore[valid-type]
 
 
 class Strict(BaseModel):
@@ -67,7 +68,7 @@ class GymTask(Strict):
     """One reasoning-gym task as a data source: its share of its domain's rows and its own options."""
 
     weight: float = Field(1.0, gt=0, description="rows of a domain are split between its tasks by weight")
-    domain: Literal[DOMAINS] | None = Field(None, description="default: the task's domain in data/gym.py")  # type: ignore[valid-type]
+    domain: Literal[DOMAIN_NAMES] | None = Field(None, description="default: the task's domain in data/gym.py")  # type: ignore[valid-type]
     config: dict[str, Any] = Field(
         {}, description="the task's own options, e.g. {min_terms: 2, max_terms: 2} for basic_arithmetic"
     )
@@ -167,7 +168,9 @@ class TrainConfig(Strict):
     gradient_checkpointing: bool = Field(False, description="recompute each layer's activations in the backward")
     save_every: int = Field(100, gt=0, description="steps between resumable checkpoints")
     log_every: int = Field(10, gt=0, description="steps between metric lines")
-    domains: DomainList = Field(list(DOMAINS), description="the tiny world's domains of the generated rows (or all)")
+    domains: DomainList = Field(
+        list(DOMAIN_NAMES), description="the tiny world's domains of the generated rows (or all)"
+    )
 
 
 class RLConfig(Strict):
@@ -263,8 +266,8 @@ class RLConfig(Strict):
     @classmethod
     def _weights(cls, v: dict[str, float]) -> dict[str, float]:
         for domain, w in v.items():
-            if domain not in DOMAINS:
-                raise ValueError(f"unknown domain {domain!r}; choose from: {', '.join(DOMAINS)}")
+            if domain not in DOMAIN_NAMES:
+                raise ValueError(f"unknown domain {domain!r}; choose from: {', '.join(DOMAIN_NAMES)}")
             if w < 0:
                 raise ValueError(f"weight of {domain} must be >= 0")
         return v
@@ -275,7 +278,7 @@ class EvalConfig(Strict):
     temperature: float = Field(1.0, gt=0, description="sampling temperature of mean@k")
     max_new_tokens: int = Field(160, gt=0, description="longest response")
     batch_size: int = Field(400, gt=0, description="rows the sampler runs at once")
-    domains: DomainList = Field(list(DOMAINS), description="held-out domains evaluated after every stage (or all)")
+    domains: DomainList = Field(list(DOMAIN_NAMES), description="held-out domains evaluated after every stage (or all)")
     reasoning_gym: GymConfig | None = Field(
         None, description="held-out gym tasks replace the tiny world's in the domains they cover"
     )

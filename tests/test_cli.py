@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from mathfirst.data.schema import DOMAINS
+from mathfirst.data.domains import DOMAIN_NAMES
 
 ROOT = Path(__file__).parent.parent
 
@@ -31,11 +31,11 @@ def test_data_export_writes_verl_parquet(tmp_path):
     assert proc.returncode == 0, proc.stderr
     train = pq.read_table(tmp_path / "train.parquet").to_pylist()
     heldout = pq.read_table(tmp_path / "heldout.parquet").to_pylist()
-    assert len(train) == 20 * len(DOMAINS) and len(heldout) == 5 * len(DOMAINS)
+    assert len(train) == 20 * len(DOMAIN_NAMES) and len(heldout) == 5 * len(DOMAIN_NAMES)
     row = train[0]
     assert {"data_source", "prompt", "ability", "reward_model", "extra_info"} <= set(row)
     assert row["prompt"][0]["role"] == "user" and row["reward_model"]["style"] in ("rule", "execution")
-    assert {r["ability"] for r in train} == set(DOMAINS)
+    assert {r["ability"] for r in train} == set(DOMAIN_NAMES)
     assert not {r["extra_info"]["uid"] for r in train} & {r["extra_info"]["uid"] for r in heldout}
 
 

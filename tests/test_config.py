@@ -131,8 +131,8 @@ def test_unknown_benchmarks_and_gym_tasks_fail_before_the_run_starts():
 
 def test_domains_all_is_every_domain():
     from mathfirst.config import EvalConfig, RLConfig
-    from mathfirst.data.schema import DOMAINS
+    from mathfirst.data.domains import DOMAIN_NAMES
 
-    assert RLConfig(steps=1, domains="all").domains == list(DOMAINS) == EvalConfig(domains="all").domains
+    assert RLConfig(steps=1, domains="all").domains == list(DOMAIN_NAMES) == EvalConfig(domains="all").domains
     with pytest.raises(ValueError):
         RLConfig(steps=1, domains="every")

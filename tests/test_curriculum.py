@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from mathfirst.data.schema import DOMAINS
+from mathfirst.data.domains import DOMAIN_NAMES
 from mathfirst.train.checkpoint import latest_checkpoint
 from mathfirst.train.metrics import read_metrics
 
@@ -42,7 +42,7 @@ def test_smoke_curriculum_end_to_end(tmp_path):
         AutoModelForCausalLM.from_pretrained(d)
         AutoTokenizer.from_pretrained(d)
         results = json.loads((d / "eval.json").read_text())["domains"]
-        assert set(results) == set(DOMAINS)
+        assert set(results) == set(DOMAIN_NAMES)
         assert all(0 <= r["greedy"] <= 1 and r["n"] == 10 for r in results.values())
         assert not (d / "last").exists()
     assert read_metrics(out / "pretrain" / "metrics.jsonl")[-1]["step"] == 40
@@ -51,7 +51,7 @@ def test_smoke_curriculum_end_to_end(tmp_path):
     assert {"reward", "acc", "entropy", "response_length", "dropped_share", "skill_backtracking"} <= set(rl[-1])
     assert "held-out accuracy after rl_joint" in proc.stdout
     curve = [json.loads(line) for line in (out / "rl_math" / "curve.jsonl").read_text().splitlines()]
-    assert [p["step"] for p in curve] == [0, 2, 3] and all(set(p["domains"]) == set(DOMAINS) for p in curve)
+    assert [p["step"] for p in curve] == [0, 2, 3] and all(set(p["domains"]) == set(DOMAIN_NAMES) for p in curve)
     assert (out / "report" / "learning_curves.png").is_file()
     report = (out / "report.md").read_text()  # the run ends with its report card, built from its own files
     assert (out / "report.html").is_file() and (out / "skills.json").is_file()
@@ -59,7 +59,7 @@ def test_smoke_curriculum_end_to_end(tmp_path):
         s: json.loads((out / s / "eval.json").read_text())["domains"]
         for s in ("pretrain", "sft", "rl_math", "rl_joint")
     }
-    for domain in DOMAINS:
+    for domain in DOMAIN_NAMES:
         cells = [
             f"{100 * r['greedy']:.1f}% [{100 * r['greedy_ci95'][0]:.1f}, {100 * r['greedy_ci95'][1]:.1f}]"
             for r in (evals[s][domain] for s in evals)

@@ -20,7 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from mathfirst.bench.learning import Race, race_config
 from mathfirst.bench.workload import Workload, prompt_ids
 from mathfirst.config import PRESETS, ModelConfig, RunConfig, TrainConfig
-from mathfirst.data.schema import DOMAINS
+from mathfirst.data.domains import DOMAIN_NAMES
 from mathfirst.data.traces import TraceStyle
 from mathfirst.data.world import generate_tasks, traces
 from mathfirst.eval.suites import DATA
@@ -51,7 +51,7 @@ def timed(fn) -> float:
 def bench_weights() -> tuple[dict[str, torch.Tensor], PreTrainedTokenizerBase]:
     """The tiny default model, briefly pretrained on the tiny world so that its answers end with EOS at
     varied lengths, as RL rollouts do (a random model never stops, which hides what stopping early saves)."""
-    tasks = [t for domain in DOMAINS for t in generate_tasks(domain, "train", 400, 0)]
+    tasks = [t for domain in DOMAIN_NAMES for t in generate_tasks(domain, "train", 400, 0)]
     pairs = [(q, s) for q, s, _ in traces(tasks, TraceStyle(0.3, 0.2, 0.5), 0)]
     tok = train_tokenizer([f"{q}\n{s}" for q, s in pairs], 1024)
     model = build_tiny_model(BENCH_SHAPE, tok, 0)
@@ -272,7 +272,7 @@ def serve_under_load() -> dict:
     from mathfirst.serve.client import call_endpoint
 
     model, tok = bench_model()
-    tasks = [t for domain in DOMAINS for t in generate_tasks(domain, "heldout", 11, 1)][:64]
+    tasks = [t for domain in DOMAIN_NAMES for t in generate_tasks(domain, "heldout", 11, 1)][:64]
     bodies = [
         {"messages": [{"role": "user", "content": t.question}], "max_tokens": 64, "temperature": 1.0, "seed": i}
         for i, t in enumerate(tasks)

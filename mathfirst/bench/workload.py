@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 from transformers import PreTrainedTokenizerBase
 
 from mathfirst.config import GymTask
+from mathfirst.data.domains import DOMAIN_NAMES
 from mathfirst.data.gym import gym_rows
 from mathfirst.data.loaders import RLPrompt
-from mathfirst.data.schema import DOMAINS
 from mathfirst.data.world import generate_tasks
 from mathfirst.prompts import user_message
 from mathfirst.rl.dapo import outcome_rewards
@@ -49,8 +49,8 @@ class Workload:
 def tasks(w: Workload) -> list[RLPrompt | str]:
     """The distinct prompts' tasks (reasoning-gym rows), or bare tiny-world questions."""
     if w.style == "bare":
-        per_domain = -(-w.prompts // len(DOMAINS))
-        return [t.question for d in DOMAINS for t in generate_tasks(d, "heldout", per_domain, 1)][: w.prompts]
+        per_domain = -(-w.prompts // len(DOMAIN_NAMES))
+        return [t.question for d in DOMAIN_NAMES for t in generate_tasks(d, "heldout", per_domain, 1)][: w.prompts]
     half = -(-w.prompts // len(GYM_TASKS))
     rows = [r for name, task in GYM_TASKS.items() for r in gym_rows(name, task, "heldout", half, 0)]
     return rows[: w.prompts]

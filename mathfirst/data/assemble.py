@@ -4,9 +4,10 @@ verl export both read their rows from here, so an exported stage sees the prompt
 from __future__ import annotations
 
 from mathfirst.config import STAGES, RLConfig, RunConfig
+from mathfirst.data.domains import DOMAIN_NAMES
 from mathfirst.data.gym import covered_domains, gym_prompts
 from mathfirst.data.loaders import DataError, RLPrompt, load_rl_prompts, load_sft_pairs
-from mathfirst.data.schema import DOMAINS, TINY_SOURCE_PREFIX, Task
+from mathfirst.data.schema import TINY_SOURCE_PREFIX, Task
 from mathfirst.data.traces import TraceStyle
 from mathfirst.data.world import generate_tasks, traces
 from mathfirst.prompts import user_message
@@ -86,7 +87,7 @@ def stage_examples(cfg: RunConfig, stage: str) -> list[tuple[str, str]]:
     pairs = generated_pairs(cfg, tcfg.domains, tcfg.examples, style, stage_seed(cfg, stage)) if tcfg.examples else []
     if tcfg.replay:  # fresh pretraining-style rows of all pretraining domains, against forgetting
         n_replay = round(len(pairs) * tcfg.replay / (1 - tcfg.replay))
-        domains = cfg.pretrain.domains if cfg.pretrain else list(DOMAINS)
+        domains = cfg.pretrain.domains if cfg.pretrain else list(DOMAIN_NAMES)
         pairs += generated_pairs(cfg, domains, n_replay, pretrain_style, cfg.seed + 100)
     for path in tcfg.files:
         pairs += load_sft_pairs(path)

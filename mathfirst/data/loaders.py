@@ -11,9 +11,9 @@ from typing import Any
 
 from safetensors import SafetensorError, safe_open
 
+from mathfirst.data.domains import DOMAIN_NAMES
 from mathfirst.data.guru import mapped_if_guru
 from mathfirst.data.rows import DataError, read_rows
-from mathfirst.data.schema import DOMAINS
 
 ROLES = ("system", "user", "assistant")
 CODE_TESTS = (("entry_point", "test"), ("inputs", "outputs"), ("functional",))  # what the code verifier reads
@@ -85,8 +85,8 @@ def load_rl_prompts(path: str | Path) -> list[RLPrompt]:
             raise DataError(f"{where} field `reward_model.ground_truth` must be text or a number")
         source = str(row.get("data_source") or "")
         domain = str(row.get("ability") or source.split("/")[-1])
-        if domain not in DOMAINS:
-            raise DataError(f"{where} has ability {domain!r}; expected one of {', '.join(DOMAINS)}")
+        if domain not in DOMAIN_NAMES:
+            raise DataError(f"{where} has ability {domain!r}; expected one of {', '.join(DOMAIN_NAMES)}")
         extra = row.get("extra_info")
         if extra is not None and not isinstance(extra, dict):
             raise DataError(f"{where} column `extra_info` must be an object")

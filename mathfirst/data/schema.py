@@ -12,10 +12,7 @@ from mathfirst.data.traces import Solution
 GYM_SOURCE_PREFIX = "reasoning_gym/"  # data_source of reasoning-gym rows: reasoning_gym/<task>
 TINY_SOURCE_PREFIX = "tiny/"  # data_source of the tiny world's rows: tiny/<domain>
 LEVELS = (1, 2, 3)  # difficulty levels of the tiny world's tasks
-DOMAINS = ("math", "stem", "code", "simulation", "logic", "table")
-
-# Reward style per domain: rule-based matching, or execution for code.
-REWARD_STYLE = {d: "rule" for d in DOMAINS} | {"code": "execution"}
+# The domains themselves, with their reward styles, are registered in data/domains/ (their modules import Task).
 
 
 @dataclass
@@ -36,11 +33,13 @@ class Task:
 
     def to_row(self, split: str, index: int) -> dict[str, Any]:
         """The verl RL row: data_source, prompt, ability, reward_model, extra_info."""
+        from mathfirst.data.domains import DOMAINS  # here, not above: the registry's generator modules import Task
+
         return {
             "data_source": f"{TINY_SOURCE_PREFIX}{self.domain}",
             "prompt": [{"role": "user", "content": self.question}],
             "ability": self.domain,
-            "reward_model": {"style": REWARD_STYLE[self.domain], "ground_truth": self.answer},
+            "reward_model": {"style": DOMAINS[self.domain].reward_style, "ground_truth": self.answer},
             "extra_info": {
                 "split": split,
                 "index": index,

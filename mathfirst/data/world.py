@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from types import ModuleType
 
-from mathfirst.data import code, logic, math, simulation, stem, table
-from mathfirst.data.schema import DOMAINS, LEVELS, Task
+from mathfirst.data.domains import DOMAIN_NAMES, DOMAINS
+from mathfirst.data.schema import LEVELS, Task
 from mathfirst.data.traces import TraceStyle, render
 
-GENERATORS: dict[str, ModuleType] = {
-    "math": math,
-    "stem": stem,
-    "code": code,
-    "simulation": simulation,
-    "logic": logic,
-    "table": table,
-}
 HELDOUT_BUCKETS = 10  # one hash bucket in ten belongs to the held-out split
 
 
@@ -27,12 +18,12 @@ def is_heldout(task: Task) -> bool:
 
 def check_domain(domain: str) -> str:
     if domain not in DOMAINS:
-        raise ValueError(f"unknown domain {domain!r}; choose one of: {', '.join(DOMAINS)}")
+        raise ValueError(f"unknown domain {domain!r}; choose one of: {', '.join(DOMAIN_NAMES)}")
     return domain
 
 
 def generate_one(domain: str, rng: random.Random, level: int) -> Task:
-    return GENERATORS[domain].generate(rng, level)
+    return DOMAINS[domain].generate(rng, level)
 
 
 def generate_tasks(domain: str, split: str, n: int, seed: int, levels: tuple[int, ...] = LEVELS) -> list[Task]:
@@ -55,7 +46,7 @@ def generate_tasks(domain: str, split: str, n: int, seed: int, levels: tuple[int
         return tasks
     seen: set[str] = set()
     for i in range(n):  # levels in turn, and each level's kinds in turn
-        kinds = GENERATORS[domain].GENERATORS[levels[i % len(levels)]]
+        kinds = DOMAINS[domain].kinds(levels[i % len(levels)])
         tasks.append(_new_heldout_task(domain, kinds[(i // len(levels)) % len(kinds)], rng, seen))
     return tasks
 

@@ -11,9 +11,13 @@ HERE = Path(__file__).parent  # every template file lives below this folder
 STYLES = ("bare", "instruct")
 
 
+def task_template_path(domain: str) -> Path:
+    return HERE / "task" / f"{domain}.txt"
+
+
 @cache
 def task_template(domain: str) -> str:
-    path = HERE / "task" / f"{domain}.txt"
+    path = task_template_path(domain)
     if not path.is_file():
         raise FileNotFoundError(f"no instruction template for domain {domain!r} ({path})")
     return path.read_text()

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 from mathfirst.config import ConfigError, LoraConfig, RLConfig, RunConfig, TrainConfig
 from mathfirst.data.assemble import heldout_prompts, rl_prompts, stage_examples
+from mathfirst.data.domains import DOMAINS
 from mathfirst.data.loaders import RLPrompt
-from mathfirst.data.schema import REWARD_STYLE
 from mathfirst.eval.curve import spread
 from mathfirst.rl.loss_registry import LOSSES
 
@@ -200,7 +200,7 @@ def source_of(key: str, stage: str) -> str:
 
 def prompt_row(p: RLPrompt, split: str, index: int) -> dict:
     """One prompt as a row of verl's RL schema; `compute_score` routes it by its data source and ability."""
-    style = "rule" if p.data_source.startswith("reasoning_gym/") else REWARD_STYLE[p.domain]
+    style = "rule" if p.data_source.startswith("reasoning_gym/") else DOMAINS[p.domain].reward_style
     return {
         "data_source": p.data_source,
         "prompt": [{"role": "user", "content": p.question}],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from mathfirst.data.math import divided, near_miss
+from mathfirst.data.domains.math_tasks import divided, near_miss
 from mathfirst.data.schema import Task
 from mathfirst.data.traces import Solution, Step, failed
 
