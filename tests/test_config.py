@@ -103,6 +103,15 @@ def test_every_key_is_described_and_the_reference_page_is_current():
     assert page.read_text() == reference_markdown(), "run: python -m mathfirst.config_docs > docs/config-reference.md"
 
 
+def test_the_losses_table_in_the_dapo_page_is_current():
+    from mathfirst.config_docs import LOSSES_PAGE, losses_markdown, with_losses_table
+    from mathfirst.rl.loss_registry import LOSSES
+
+    page = LOSSES_PAGE.read_text()
+    assert page == with_losses_table(page), "run: python -m mathfirst.config_docs --write"
+    assert [row.split()[1] for row in losses_markdown().splitlines()[2:]] == [f"`{n}`" for n in LOSSES]
+
+
 def test_an_overlay_changes_only_what_it_names(tmp_path):
     (tmp_path / "base.yaml").write_text((CONFIGS / "smoke.yaml").read_text())
     (tmp_path / "over.yaml").write_text("base: base.yaml\nname: over\nrl_joint:\n  steps: 7\n")
