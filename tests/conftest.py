@@ -1,4 +1,4 @@
-"""Fixtures shared by the RL tests."""
+"""Fixtures shared by the tests of every folder below (tests/rl/ and tests/sampling/ use them)."""
 
 import pytest
 

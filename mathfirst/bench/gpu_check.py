@@ -4,7 +4,7 @@ three parts, each in its own process under its own time budget: two SFT steps, o
 the real math verifier, the packed update), and the sampler against HF `generate`. Each part's peak memory is held
 against the memory plan's estimate for the same settings.
     python -m mathfirst.bench.gpu_check OUT [--shape NAME]... [--budget SECONDS]  ->  OUT/gpu_check.{json,log}
-The `tiny` shape runs the same code on a CPU in seconds (tests/test_gpu_check.py)."""
+The `tiny` shape runs the same code on a CPU in seconds (tests/bench/test_gpu_check.py)."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ class Shape:
 
     def activation_floats(self) -> int:
         """Values one token keeps for the backward in one decoder layer (norms, q/k/v, attention output, MLP,
-        adapters' inputs), held against measured peaks on SmolLM2-135M (tests/test_memory.py):
+        adapters' inputs), held against measured peaks on SmolLM2-135M (tests/plan/test_memory.py):
         about 12 x hidden + 4 x intermediate + 2 x kv_dim."""
         return 12 * self.hidden + 4 * self.intermediate + 2 * self.kv_dim + self.adapter_inputs
 

@@ -1,5 +1,5 @@
 """The tiny world's domains: the one registry. Adding a domain is one entry in `DOMAINS`, its generator module
-in this folder, its instruction template `prompts/task/<name>.txt` and its test (tests/test_world.py runs every
+in this folder, its instruction template `prompts/task/<name>.txt` and its test (tests/data/test_world.py runs every
 registered domain).
 
 A generator module is pure Python (the config imports this registry) and holds `GENERATORS`, the task kinds of

@@ -53,7 +53,7 @@ def test_odd_bytes_and_garbage_score_zero_without_crashing():
     assert compute_score("tiny/code", "def f(x): return 2 * x", "not json")["reason"].startswith("verifier error")
 
 
-MATH500 = Path(__file__).parent.parent / "mathfirst" / "benchmarks" / "math500" / "test.jsonl"
+MATH500 = Path(__file__).parents[2] / "mathfirst" / "benchmarks" / "math500" / "test.jsonl"
 
 
 def reformatted(answer: str) -> str | None:

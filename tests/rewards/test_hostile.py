@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-from test_sandbox import _accept
 
 from mathfirst.rewards import code, compute_scores
 from mathfirst.rewards.code import run_check
@@ -21,6 +20,7 @@ from mathfirst.rewards.harness import check
 from mathfirst.rewards.math_answer import score_many
 from mathfirst.rewards.sandbox import Limits, run_python
 from mathfirst.rewards.workers import deadline_s
+from tests.rewards.test_sandbox import _accept
 
 FAST = Limits(wall_s=3, cpu_s=3)
 ADD = (

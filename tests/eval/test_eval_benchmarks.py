@@ -16,7 +16,7 @@ from mathfirst.eval.suites import SUITES, load_benchmark
 from mathfirst.model import build_tiny_model, save_model
 from mathfirst.tokenizer import train_tokenizer
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="module")

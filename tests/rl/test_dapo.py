@@ -6,7 +6,7 @@ import torch
 
 from mathfirst.rl.dapo import agg_loss, group_advantages, informative_groups, kl_penalty, overlong_penalty, policy_loss
 
-VERL = json.loads((Path(__file__).parent / "fixtures" / "verl_dapo.json").read_text())
+VERL = json.loads((Path(__file__).parents[1] / "fixtures" / "verl_dapo.json").read_text())
 MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
 
 

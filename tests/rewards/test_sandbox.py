@@ -14,7 +14,7 @@ from mathfirst.rewards import compute_score, compute_scores, sandbox
 from mathfirst.rewards.code import run_check, run_io
 from mathfirst.rewards.sandbox import Limits, run_python
 
-HUMANEVAL = Path(__file__).parent.parent / "mathfirst" / "benchmarks" / "humaneval" / "HumanEval.jsonl.gz"
+HUMANEVAL = Path(__file__).parents[2] / "mathfirst" / "benchmarks" / "humaneval" / "HumanEval.jsonl.gz"
 FAST = Limits(wall_s=3, cpu_s=3)
 
 

@@ -13,7 +13,7 @@ from mathfirst.rl.dapo import group_advantages
 from mathfirst.rl.loss_registry import LOSSES, LossSettings
 from mathfirst.rl.losses import cispo_loss, gspo_loss, objective
 
-VERL = json.loads((Path(__file__).parent / "fixtures" / "verl_dapo.json").read_text())
+VERL = json.loads((Path(__file__).parents[1] / "fixtures" / "verl_dapo.json").read_text())
 CASES = {  # fixture case: (our loss, advantages key, clip low, clip high, aggregation, horizon)
     "grpo": ("grpo", "advantages", 0.2, 0.2, "seq-mean-token-mean", None),
     "dr_grpo": ("dr_grpo", "advantages_no_std", 0.2, 0.2, "seq-mean-token-sum-norm", 16),

@@ -19,7 +19,7 @@ from mathfirst.train.checkpoint import CheckpointDamaged, damage
 from mathfirst.train.metrics import read_metrics
 from mathfirst.train.sft import encode_chats, train
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"
 # A tiny model, its tokenizer and an optimizer, for the scripts that run in a process of their own.
 TINY = """

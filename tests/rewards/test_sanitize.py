@@ -11,7 +11,7 @@ from mathfirst.rewards.sanitize import sanitize
 
 TEST = "def check(candidate):\n    assert candidate(2) == 4\n"
 TESTS = json.dumps({"entry_point": "f", "test": TEST})
-FIXTURE = Path(__file__).parent / "fixtures" / "smollm2_code_responses.jsonl"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "smollm2_code_responses.jsonl"
 
 
 def program(answer: str, test: str = TEST, prompt: str = "") -> str:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_report import make_run
 
 from mathfirst.config import ConfigError, load_config
 from mathfirst.eval.paired import task_scores
 from mathfirst.study.study import run_study, schedule_changes, verdict, write_study
+from tests.eval.test_report import make_run
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def make_study(out: Path, seeds: int, lift: float) -> None:

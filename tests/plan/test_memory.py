@@ -15,8 +15,8 @@ from mathfirst.config import ConfigError, RunConfig, load_config
 from mathfirst.curriculum import check_memory, fitted
 from mathfirst.plan.plan import GB, estimate_stage, model_config, model_shape, plan
 
-ROOT = Path(__file__).parent.parent
-SHAPES = Path(__file__).parent / "fixtures" / "shapes"
+ROOT = Path(__file__).parents[2]
+SHAPES = Path(__file__).parents[1] / "fixtures" / "shapes"
 TOLERANCE = 0.25  # |estimate - measured| / measured on a CPU (the resident set also holds allocator caches)
 
 

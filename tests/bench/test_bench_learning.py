@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_bench import tiny_llama
 from typer.testing import CliRunner
 
 from mathfirst.bench.bench import learning_speedup
 from mathfirst.cli import app
+from tests.bench.test_bench import tiny_llama
 
-SMOKE = Path(__file__).parent.parent / "configs" / "smoke.yaml"
+SMOKE = Path(__file__).parents[2] / "configs" / "smoke.yaml"
 
 
 def curve(*points: tuple[float, float]) -> list[dict]:

@@ -14,7 +14,7 @@ from mathfirst.config import ConfigError, load_config
 from mathfirst.rl.dapo import overlong_penalty
 from mathfirst.verl.export import export_verl
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@ import copy
 
 import pytest
 import torch
-from test_rl import fixed_groups, rl_cfg
 
 from mathfirst.config import RLConfig
 from mathfirst.data.assemble import task_pools
@@ -10,6 +9,7 @@ from mathfirst.data.loaders import RLPrompt
 from mathfirst.rl.domain_schedule import FLOOR, SCHEDULE_FILE, DomainSchedule, GradientProbe, informative_counts
 from mathfirst.rl.loop import pack, train_rl, update
 from mathfirst.train.metrics import read_metrics
+from tests.rl.test_rl import fixed_groups, rl_cfg
 
 DOMAINS = ["math", "code", "logic"]
 

@@ -163,7 +163,7 @@ def test_a_bad_row_stops_the_run_before_anything_is_written(tmp_path):
     bad = tmp_path / "rl.jsonl"
     bad.write_text(json.dumps({"prompt": "x", "ability": "math", "reward_model": {"ground_truth": None}}) + "\n")
     config = tmp_path / "run.yaml"
-    smoke = (Path(__file__).parent.parent / "configs" / "smoke.yaml").read_text()
+    smoke = (Path(__file__).parents[2] / "configs" / "smoke.yaml").read_text()
     config.write_text(smoke.replace("rl_math:\n  steps: 3", f"rl_math:\n  files: [{bad}]\n  steps: 3"))
     out = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "mathfirst.cli", "run", "--config", config, "--out", out],
