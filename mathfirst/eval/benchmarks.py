@@ -19,7 +19,7 @@ from mathfirst.prompts import HERE as PROMPTS
 from mathfirst.rewards import compute_scores
 from mathfirst.rewards.code import last_code_block
 
-TEMPLATES = PROMPTS / "bench"
+TEMPLATES = PROMPTS / "benchmark"
 
 
 def load_template(name: str, template_dir: Path | None) -> str:

@@ -32,7 +32,7 @@ KK_ASK = "Who is a knight and who is a knave? End with one line per person: `NAM
 class BenchItem:
     id: str
     question: str  # fills the template's {question}
-    template: str  # a file in mathfirst/prompts/bench/
+    template: str  # a file in mathfirst/prompts/benchmark/
     data_source: str
     ground_truth: str
     extra_info: dict[str, Any] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Prompt templates as files: `task/<domain>.txt` for training and held-out tasks, `bench/<name>.txt` for
+"""Prompt templates as files: `task/<domain>.txt` for training and held-out tasks, `benchmark/<name>.txt` for
 benchmarks. A template holds `{question}` and says how the final answer must be given, in the form the
 domain's verifier reads."""
 
