@@ -11,7 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from mathfirst.data.domains import DOMAIN_NAMES
 from mathfirst.data.schema import LEVELS
 from mathfirst.prompts import STYLES
-from mathfirst.rl.loss_registry import DAPO, DUAL_CLIP, LOSS_AGGS, LOSS_NAMES, LOSSES
+from mathfirst.rl.loss_registry import DAPO, DUAL_CLIP, KL_ESTIMATORS, LOSS_AGGS, LOSS_NAMES, LOSSES
 
 LOGGERS = ("jsonl", "tensorboard", "wandb")  # where metrics may go (train/metrics.py)
 CONCURRENCY = 64  # requests an HTTP client keeps in flight, and rows `mathfirst serve` samples together by default
@@ -209,7 +209,9 @@ class RLConfig(Strict):
     overlong_penalty: float = Field(1.0, ge=0, description="the penalty at max_new_tokens")
     mask_truncated: bool = Field(False, description="drop responses cut at max_new_tokens from the loss")
     kl_coef: float = Field(0.0, ge=0, description="DAPO uses no KL term")
-    kl_estimator: Literal["kl", "mse", "low_var_kl"] = Field("low_var_kl", description="kl, mse or low_var_kl")
+    kl_estimator: Literal[KL_ESTIMATORS] = Field(  # type: ignore[valid-type]
+        "low_var_kl", description=f"{', '.join(KL_ESTIMATORS[:-1])} or {KL_ESTIMATORS[-1]}"
+    )
     dynamic_sampling: bool = Field(True, description="drop groups whose accuracies are all equal and sample more")
     prompt_selection: Literal["uniform", "informative"] = Field(
         "uniform",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 LOSS_AGGS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
 LOSS_AGG_NOTES = {"seq-mean-token-sum-norm": "token sums / `max_new_tokens`"}  # said beside it in docs/dapo.md
 KL_ESTIMATOR_NAMES = {"kl": "k1", "mse": "k2", "low_var_kl": "k3"}  # verl's kl_loss_type -> Schulman's k1-k3
+KL_ESTIMATORS = tuple(KL_ESTIMATOR_NAMES)  # what `kl_estimator:` accepts (the config reads it here)
 
 
 @dataclass(frozen=True)

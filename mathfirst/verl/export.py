@@ -81,7 +81,21 @@ def refuse_native_only(rl: RLConfig, stage: str) -> None:
 def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward: Path) -> dict[str, object]:
     """verl `main_ppo` overrides (ppo_trainer.yaml) for one DAPO stage."""
     refuse_native_only(rl, stage)
-    kl = rl.kl_coef > 0
+    return {
+        **rl_data_overrides(cfg, rl, folder),
+        **algorithm_overrides(rl),
+        **rollout_overrides(rl),
+        **actor_update_overrides(rl),
+        **actor_loss_overrides(rl),
+        **lora_overrides("actor_rollout_ref.model", rl.lora),
+        "actor_rollout_ref.model.enable_gradient_checkpointing": rl.gradient_checkpointing,
+        **reward_overrides(rl, reward),
+        **rl_trainer_overrides(cfg, rl, stage, folder),
+    }
+
+
+def rl_data_overrides(cfg: RunConfig, rl: RLConfig, folder: Path) -> dict[str, object]:
+    """The stage's parquet files, prompt and response lengths, prompts per step and the shuffling seed."""
     return {
         "data.train_files": [str(folder / "train.parquet")],
         "data.val_files": [str(folder / "val.parquet")],
@@ -91,16 +105,34 @@ def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward:
         "data.train_batch_size": rl.prompts_per_step,
         "data.gen_batch_size": rl.prompts_per_step,
         "data.seed": cfg.seed,
+    }
+
+
+def algorithm_overrides(rl: RLConfig) -> dict[str, object]:
+    """Group advantages (GRPO's estimator) and DAPO's dynamic sampling."""
+    return {
         "algorithm.adv_estimator": "grpo",
         "algorithm.norm_adv_by_std_in_grpo": rl.norm_adv_by_std,
         "algorithm.use_kl_in_reward": False,
         "algorithm.filter_groups.enable": rl.dynamic_sampling,
         "algorithm.filter_groups.metric": "acc",
         "algorithm.filter_groups.max_num_gen_batches": rl.max_gen_rounds,
+    }
+
+
+def rollout_overrides(rl: RLConfig) -> dict[str, object]:
+    """How vLLM samples each group."""
+    return {
         "actor_rollout_ref.rollout.name": "vllm",
         "actor_rollout_ref.rollout.n": rl.group_size,
         "actor_rollout_ref.rollout.temperature": rl.temperature,
         "actor_rollout_ref.rollout.top_p": rl.top_p,
+    }
+
+
+def actor_update_overrides(rl: RLConfig) -> dict[str, object]:
+    """The actor's optimizer, its mini-batches and epochs, and the micro-batches of its update and log-probs."""
+    return {
         "actor_rollout_ref.actor.optim.lr": rl.lr,
         "actor_rollout_ref.actor.optim.lr_warmup_steps": rl.warmup_steps,
         "actor_rollout_ref.actor.optim.weight_decay": rl.weight_decay,
@@ -110,18 +142,28 @@ def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward:
         "actor_rollout_ref.actor.ppo_epochs": rl.ppo_epochs,
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": rl.micro_batch_rows,
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu": rl.micro_batch_rows,
+    }
+
+
+def actor_loss_overrides(rl: RLConfig) -> dict[str, object]:
+    """The policy loss: its clip range, aggregation and verl loss mode, and the KL term (off at kl_coef 0)."""
+    return {
         "actor_rollout_ref.actor.clip_ratio_low": rl.clip_low,
         "actor_rollout_ref.actor.clip_ratio_high": rl.clip_high,
         "actor_rollout_ref.actor.clip_ratio_c": rl.clip_c,
         "actor_rollout_ref.actor.loss_agg_mode": rl.loss_agg,
         "actor_rollout_ref.actor.policy_loss.loss_mode": LOSSES[rl.loss].verl_mode,
         "actor_rollout_ref.actor.loss_scale_factor": rl.max_new_tokens,  # seq-mean-token-sum-norm's horizon
-        "actor_rollout_ref.actor.use_kl_loss": kl,
+        "actor_rollout_ref.actor.use_kl_loss": rl.kl_coef > 0,
         "actor_rollout_ref.actor.kl_loss_coef": rl.kl_coef,
         "actor_rollout_ref.actor.kl_loss_type": rl.kl_estimator,
         "actor_rollout_ref.actor.entropy_coeff": 0,
-        **lora_overrides("actor_rollout_ref.model", rl.lora),
-        "actor_rollout_ref.model.enable_gradient_checkpointing": rl.gradient_checkpointing,
+    }
+
+
+def reward_overrides(rl: RLConfig, reward: Path) -> dict[str, object]:
+    """verl's DAPO reward manager calling our reward.py, with the overlong shaping."""
+    return {
         "reward.reward_manager.name": "dapo",
         "reward.custom_reward_function.path": str(reward),
         "reward.custom_reward_function.name": "compute_score",
@@ -130,6 +172,12 @@ def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward:
         "+reward.reward_kwargs.overlong_buffer_cfg.penalty_factor": rl.overlong_penalty,
         "+reward.reward_kwargs.overlong_buffer_cfg.log": True,
         "+reward.reward_kwargs.max_resp_len": rl.max_new_tokens,
+    }
+
+
+def rl_trainer_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path) -> dict[str, object]:
+    """Names, checkpoints, steps, validation and resumption of one RL stage."""
+    return {
         "trainer.project_name": "mathfirst",
         "trainer.experiment_name": f"{cfg.name}-{stage}",
         "trainer.default_local_dir": str(folder / "checkpoints"),
