@@ -220,6 +220,11 @@ class RLConfig(Strict):
         "task kind (rl/prompt_selection.py); domains keep their shares",
     )
     max_gen_rounds: int = Field(3, gt=0, description="sampling rounds per step at most, to fill the batch")
+    streaming: bool = Field(
+        False,
+        description="refill the rows of finished responses with the next groups' (each dropped group replaced at "
+        "once) instead of sampling in rounds that each wait for their longest response (sampling/stream.py)",
+    )
     mini_batch_groups: int = Field(8, gt=0, description="groups per optimizer step")
     micro_batch_rows: int = Field(8, gt=0, description="responses per forward/backward, packed after their prompt")
     ppo_epochs: int = Field(1, gt=0, description="passes over each batch")

@@ -32,9 +32,11 @@ from mathfirst.rl.loss_registry import LossSettings
 from mathfirst.rl.losses import objective
 from mathfirst.rl.packing import PACKED, attention, micro_batches, prompt_chunks, shared_prompt_logprobs
 from mathfirst.rl.prompt_selection import PromptMemory, outcomes
-from mathfirst.sampling.rollout import Rollout
+from mathfirst.sampling.rollout import Rollout, decode
 from mathfirst.sampling.scored import sample_scored, verify
+from mathfirst.sampling.stream import GroupRequest, StreamingSampler
 from mathfirst.seed import derive_seed
+from mathfirst.tokenizer import chat_prompt_ids
 from mathfirst.train.checkpoint import resume, save_checkpoint
 from mathfirst.train.lora import adapt, finish
 from mathfirst.train.metrics import MetricsLog
@@ -133,6 +135,60 @@ def collect_batch(
         ids = [k for k, g in enumerate(groups) for _ in g.scores]
         kept += [groups[k] for k in informative_groups(scores, ids)]
     return kept[: cfg.prompts_per_step], sampled, rounds
+
+
+def collect_streaming(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pools: dict[str, list[RLPrompt]],
+    cfg: RLConfig,
+    step: int,
+    seed: int,
+    memory: PromptMemory | None = None,
+    shares: dict[str, float] | None = None,
+) -> tuple[list[Group], list[Group], int]:
+    """Dynamic sampling that streams: the first round's groups fill the batch, and each group that comes back
+    all right or all wrong is replaced at once by the next round's next group, in the rows that finished
+    responses freed, until the batch is full or `max_gen_rounds` rounds of groups are spent. Each group is
+    verified (and its outcome goes to `memory`) as soon as its last response ends. Returns (kept groups, every
+    sampled group, rounds drawn)."""
+    kept: list[Group] = []
+    sampled: list[Group] = []
+    queue: list[RLPrompt] = []
+    flying, rounds, admitted = 0, 0, 0
+
+    def next_group() -> GroupRequest | None:
+        nonlocal flying, rounds, admitted
+        if len(kept) + flying >= cfg.prompts_per_step or admitted >= cfg.prompts_per_step * cfg.max_gen_rounds:
+            return None
+        if not queue:
+            round_seed = derive_seed(seed, "rl_round", step, rounds)
+            queue.extend(pick_tasks(pools, cfg, cfg.prompts_per_step, random.Random(round_seed), memory, shares))
+            rounds += 1
+        task = queue.pop(0)
+        flying, admitted = flying + 1, admitted + 1
+        prompt = chat_prompt_ids(tokenizer, task.question)
+        return GroupRequest(prompt, cfg.group_size, derive_seed(seed, "rl_group", step, admitted), task)
+
+    def on_group(request: GroupRequest, rollouts: list[Rollout]) -> None:
+        nonlocal flying
+        task, texts = request.key, decode(tokenizer, rollouts)
+        scores, rewards = dapo_rewards([task] * len(texts), texts, [len(r.response_ids) for r in rollouts], cfg)
+        group = Group(task, rollouts, scores, rewards, texts)
+        if memory is not None:
+            memory.observe([outcomes(task, scores)])
+        sampled.append(group)
+        kept.extend([group] if len(set(scores)) > 1 else [])
+        flying -= 1
+
+    room = max(len(chat_prompt_ids(tokenizer, t.question)) for tasks in pools.values() for t in tasks[:32])
+    columns = room + 3 * cfg.max_new_tokens  # a longer prompt waits for room; a full cache starts a new one
+    sampler = StreamingSampler(
+        model, tokenizer.pad_token_id, tokenizer.eos_token_id, cfg.rollout_batch_size, cfg.max_new_tokens,
+        cfg.temperature, cfg.top_p, columns, room,
+    )  # fmt: skip
+    sampler.run(next_group, on_group)
+    return kept, sampled, rounds
 
 
 def pack(groups: list[Group], pad_id: int, mask_truncated: bool, norm_by_std: bool = True) -> dict[str, torch.Tensor]:
@@ -331,7 +387,8 @@ def train_rl(
         t0 = time.perf_counter()
         shares = schedule.shares()
         with autocast(model.device, dtype):
-            kept, sampled, rounds = collect_batch(model, tokenizer, pools, cfg, step, seed, memory, shares)
+            collect = collect_streaming if cfg.streaming and cfg.dynamic_sampling else collect_batch
+            kept, sampled, rounds = collect(model, tokenizer, pools, cfg, step, seed, memory, shares)
         memory.record(step + 1, [outcomes(g.task, g.scores) for g in sampled])
         t_sample = time.perf_counter() - t0
         metrics = step_metrics(kept, sampled, rounds) | share_metrics(shares)

@@ -167,9 +167,18 @@ class StaticDecoder:
         """Drop every cached sequence but `rows` (in that order)."""
         self.keys, self.values = self.keys[:, rows], self.values[:, rows]
 
-    def forward(self, ids: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def copy_row(self, source: int, targets: list[int], start: int, end: int) -> None:
+        """Copy the cached keys and values of row `source`'s slots [start, end) to the `targets` rows."""
+        if targets:
+            self.keys[:, targets, :, start:end] = self.keys[:, source : source + 1, :, start:end]
+            self.values[:, targets, :, start:end] = self.values[:, source : source + 1, :, start:end]
+
+    def forward(
+        self, ids: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """ids, positions: [B, T], the last T of the `valid.shape[1]` cache slots; valid: [B, slots], False for
-        padding. Returns the last position's logits, [B, vocab]."""
+        padding; `rows`: the cache rows they are (default: all, in order). Returns the last position's logits,
+        [B, vocab]."""
         batch, length = ids.shape
         end = valid.shape[1]
         start = end - length
@@ -184,12 +193,16 @@ class StaticDecoder:
             if layer.qk_norm is not None:
                 qk = F.rms_norm(qk, qk.shape[-1:], None, self.eps) * layer.qk_norm
             qk = rotate(qk, rotation).transpose(1, 2)
-            self.keys[i, :, :, start:end] = qk[:, self.heads :]
-            self.values[i, :, :, start:end] = qkv[..., n_qk:].unflatten(-1, (-1, self.head_dim)).transpose(1, 2)
+            keys, values = (
+                (self.keys[i], self.values[i]) if rows is None else (self.keys[i, rows], self.values[i, rows])
+            )
+            keys[:, :, start:end] = qk[:, self.heads :]
+            values[:, :, start:end] = qkv[..., n_qk:].unflatten(-1, (-1, self.head_dim)).transpose(1, 2)
+            if rows is not None:  # a gathered copy: write it back
+                self.keys[i, rows], self.values[i, rows] = keys, values
             attn = F.scaled_dot_product_attention(
-                qk[:, : self.heads], self.keys[i, :, :, :end], self.values[i, :, :, :end], attn_mask=mask,
-                enable_gqa=True,
-            )  # fmt: skip
+                qk[:, : self.heads], keys[:, :, :end], values[:, :, :end], attn_mask=mask, enable_gqa=True
+            )
             x = x + linear(attn.transpose(1, 2).reshape(batch, length, -1), layer.out, layer.out_bias)
             h = F.rms_norm(x, x.shape[-1:], layer.post_norm, self.eps)
             gate, up = linear(h, layer.gate_up).chunk(2, -1)

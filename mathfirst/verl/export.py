@@ -76,6 +76,11 @@ def refuse_native_only(rl: RLConfig, stage: str) -> None:
             f"{stage}.schedule: {rl.schedule} is native-only (verl samples its dataset in a fixed shuffled order; "
             "it has no per-dataset weights or curriculum sampler to drive): set it to fixed to export"
         )
+    if rl.streaming:
+        raise ConfigError(
+            f"{stage}.streaming is native-only (verl's dynamic sampling generates whole batches, each waiting for "
+            "its last response, and has no way to replace a dropped group at once): set it to false to export"
+        )
 
 
 def rl_overrides(cfg: RunConfig, rl: RLConfig, stage: str, folder: Path, reward: Path) -> dict[str, object]:

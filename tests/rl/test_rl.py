@@ -10,7 +10,17 @@ from mathfirst.data.loaders import RLPrompt
 from mathfirst.eval.curve import LearningCurve, read_curve
 from mathfirst.model import set_checkpointing
 from mathfirst.rl.dapo import agg_loss, kl_penalty
-from mathfirst.rl.loop import Group, collect_batch, loss_settings, pack, pick_tasks, step_metrics, train_rl, update
+from mathfirst.rl.loop import (
+    Group,
+    collect_batch,
+    collect_streaming,
+    loss_settings,
+    pack,
+    pick_tasks,
+    step_metrics,
+    train_rl,
+    update,
+)
 from mathfirst.rl.losses import objective
 from mathfirst.sampling.rollout import Rollout
 from mathfirst.tokenizer import chat_prompt_ids
@@ -164,6 +174,27 @@ def test_dynamic_sampling_drops_uniform_groups_and_bounds_rounds(model_and_tok):
         model, tok, task_pools(cfg, (1,), 0), rl_cfg(dynamic_sampling=False), step=0, seed=0
     )
     assert len(kept) == len(sampled) == 2 and rounds == 1
+
+
+def test_streaming_replaces_dropped_groups_within_the_same_budget(model_and_tok):
+    """Every all-wrong group is replaced by the next round's, until max_gen_rounds rounds of groups are spent;
+    the groups are the rounds' own draws, each verified once."""
+    model, tok = model_and_tok
+    cfg = rl_cfg(max_gen_rounds=3, streaming=True, rollout_batch_size=6)  # room for one group and a half
+    pools = task_pools(cfg, (1,), 0)
+    kept, sampled, rounds = collect_streaming(model, tok, pools, cfg, step=0, seed=0)
+    assert kept == [] and rounds == 3 and len(sampled) == 3 * cfg.prompts_per_step
+    _, by_rounds, _ = collect_batch(model, tok, pools, cfg, step=0, seed=0)
+    assert sorted(g.task.question for g in sampled) == sorted(g.task.question for g in by_rounds)
+    assert all(len(g.rollouts) == cfg.group_size == len(g.scores) for g in sampled)
+
+
+def test_train_rl_streams_and_logs(model_and_tok, tmp_path):
+    model, tok = model_and_tok
+    cfg = rl_cfg(steps=1, streaming=True, max_gen_rounds=2)
+    train_rl(model, tok, cfg, task_pools(cfg, (1,), 0), tmp_path, 0, "rl")
+    row = read_metrics(tmp_path / "metrics.jsonl")[-1]
+    assert row["groups_sampled"] == 4 and row["gen_rounds"] == 2 and row["sample_s"] > 0
 
 
 def test_train_rl_logs_and_resumes(model_and_tok, tmp_path):

@@ -168,7 +168,8 @@ def test_every_loss_exports_to_verls_keys(loss, tmp_path):
 @pytest.mark.parametrize(
     "change, message",
     [({"prompt_selection": "informative"}, "rl_joint.prompt_selection: informative is native-only"),
-     ({"schedule": "transfer"}, "rl_joint.schedule: transfer is native-only")],
+     ({"schedule": "transfer"}, "rl_joint.schedule: transfer is native-only"),
+     ({"streaming": True}, "rl_joint.streaming is native-only")],
 )  # fmt: skip
 def test_native_only_prompt_and_domain_schedules_do_not_export_silently(tmp_path, change, message):
     cfg = load_config(ROOT / "configs" / "smoke.yaml", {"rl_joint": change})
