@@ -158,14 +158,36 @@ class StaticDecoder:
         shape = (len(self.layers), batch, self.kv_heads, max_len, self.head_dim)
         self.keys = torch.zeros(shape, dtype=self.embed.dtype, device=self.embed.device)
         self.values = torch.zeros_like(self.keys)
+        self.batch = batch  # the cached sequences are the first `batch` rows of keys and values
 
     @staticmethod
     def build(model: PreTrainedModel, batch: int, max_len: int) -> StaticDecoder | None:
         return StaticDecoder(model, batch, max_len) if supported(model) else None
 
     def keep_rows(self, rows: torch.Tensor) -> None:
-        """Drop every cached sequence but `rows` (in that order)."""
-        self.keys, self.values = self.keys[:, rows], self.values[:, rows]
+        """Keep the cached sequences `rows` (in that order; one may be kept twice) and drop the others; a cache
+        that does not grow keeps its size for rows to come."""
+        if len(rows) > self.keys.shape[1]:
+            self.keys, self.values = self.keys[:, rows], self.values[:, rows]
+        else:
+            self.keys[:, : len(rows)], self.values[:, : len(rows)] = self.keys[:, rows], self.values[:, rows]
+        self.batch = len(rows)
+
+    def append_rows(self, n: int) -> None:
+        """Add `n` cached sequences after the others (their slots hold whatever was there: mask them)."""
+        missing = self.batch + n - self.keys.shape[1]
+        if missing > 0:
+            shape = (self.keys.shape[0], missing, *self.keys.shape[2:])
+            self.keys = torch.cat([self.keys, self.keys.new_zeros(shape)], 1)
+            self.values = torch.cat([self.values, self.values.new_zeros(shape)], 1)
+        self.batch += n
+
+    def shift_slots(self, shift: int, end: int) -> None:
+        """Move the cached slots [shift, end) to [0, end - shift) (positions are each row's own, so a row's keys
+        stay as they are wherever they sit)."""
+        n = end - shift
+        for cache in (self.keys, self.values):
+            cache[:, : self.batch, :, :n] = cache[:, : self.batch, :, shift:end].clone()
 
     def copy_row(self, source: int, targets: list[int], start: int, end: int) -> None:
         """Copy the cached keys and values of row `source`'s slots [start, end) to the `targets` rows."""
@@ -174,15 +196,20 @@ class StaticDecoder:
             self.values[:, targets, :, start:end] = self.values[:, source : source + 1, :, start:end]
 
     def forward(
-        self, ids: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor, rows: torch.Tensor | None = None
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        valid: torch.Tensor,
+        rows: torch.Tensor | None = None,
+        begin: int = 0,
     ) -> torch.Tensor:
         """ids, positions: [B, T], the last T of the `valid.shape[1]` cache slots; valid: [B, slots], False for
-        padding; `rows`: the cache rows they are (default: all, in order). Returns the last position's logits,
-        [B, vocab]."""
+        padding; `rows`: the cache rows they are (default: all, in order); attention reads slots from `begin` on
+        (those before it are padding for every row). Returns the last position's logits, [B, vocab]."""
         batch, length = ids.shape
         end = valid.shape[1]
         start = end - length
-        mask = attention_mask(valid, length)
+        mask = attention_mask(valid[:, begin:], length)
         rotation = self.rotations[positions][:, :, None]
         x = F.embedding(ids, self.embed)
         n_qk = (self.heads + self.kv_heads) * self.head_dim
@@ -194,14 +221,16 @@ class StaticDecoder:
                 qk = F.rms_norm(qk, qk.shape[-1:], None, self.eps) * layer.qk_norm
             qk = rotate(qk, rotation).transpose(1, 2)
             keys, values = (
-                (self.keys[i], self.values[i]) if rows is None else (self.keys[i, rows], self.values[i, rows])
+                (self.keys[i, : self.batch], self.values[i, : self.batch])
+                if rows is None
+                else (self.keys[i, rows], self.values[i, rows])
             )
             keys[:, :, start:end] = qk[:, self.heads :]
             values[:, :, start:end] = qkv[..., n_qk:].unflatten(-1, (-1, self.head_dim)).transpose(1, 2)
             if rows is not None:  # a gathered copy: write it back
                 self.keys[i, rows], self.values[i, rows] = keys, values
             attn = F.scaled_dot_product_attention(
-                qk[:, : self.heads], keys[:, :, :end], values[:, :, :end], attn_mask=mask, enable_gqa=True
+                qk[:, : self.heads], keys[:, :, begin:end], values[:, :, begin:end], attn_mask=mask, enable_gqa=True
             )
             x = x + linear(attn.transpose(1, 2).reshape(batch, length, -1), layer.out, layer.out_bias)
             h = F.rms_norm(x, x.shape[-1:], layer.post_norm, self.eps)
