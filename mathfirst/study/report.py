@@ -97,7 +97,26 @@ def figures(out: Path, name: str, group: dict) -> list[tuple[str, str]]:
     errorbars(ax, stages, {k: [v[s] for s in stages] for k, v in skills.items()}, "share outside math (%)", True)
     ax.set_title(f"{name}: skill shares by stage, non-math domains (95% interval)", fontsize=10)
     made.append(save(fig, out / f"study_{name}_skills.png", "Skill shares outside math by stage."))
+    if any(any(c) for c in group.get("schedule_curves", {}).values()):
+        made.append(schedule_figure(out, name, group["schedule_curves"]))
     return made
+
+
+def schedule_figure(out: Path, name: str, curves: dict) -> tuple[str, str]:
+    """Held-out accuracy outside math against training time during joint RL, a colour per schedule, a line
+    per seed."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for k, (schedule, seeds) in enumerate(curves.items()):
+        for s, curve in enumerate(seeds):
+            if curve:
+                t, acc = zip(*curve)
+                ax.plot(t, [100 * a for a in acc], color=f"C{k}", marker=".", alpha=0.8,
+                        label=schedule if s == 0 else None)  # fmt: skip
+    ax.set_xlabel("joint RL training time (s)")
+    ax.set_ylabel("greedy accuracy outside math (%)")
+    ax.set_title(f"{name}: joint RL's learning curve outside math, per schedule (a line per seed)", fontsize=10)
+    ax.legend(fontsize=8)
+    return save(fig, out / f"study_{name}_schedules.png", "Joint RL's learning curve outside math, per schedule.")
 
 
 TIME_CAPTION = (

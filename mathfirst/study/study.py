@@ -215,6 +215,7 @@ def write_study(out: Path, seeds: int, losses: list[str | None], schedules: list
             "payoff": payoff_by_stage(responses),
             "checks": check_outcomes_by_stage(responses),
             "time_to_fixed": {x: time_to_fixed(group, seeds, schedule_arm(x)) for x in schedules},
+            "schedule_curves": schedule_curves(group, seeds, schedules) if schedules else {},
         }
     (out / "study.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
     write_study_report(out, result)
@@ -302,6 +303,12 @@ def non_math_curve(run_stage: Path) -> list[tuple[float, float]]:
         if others:
             points.append((p["train_s"], sum(others) / len(others)))
     return points
+
+
+def schedule_curves(group: Path, seeds: int, schedules: list[str], stage: str = "rl_joint") -> dict:
+    """Per schedule (the curriculum's is `fixed`), each seed's non-math learning curve of `stage`."""
+    arms = {"fixed": "curriculum"} | {x: schedule_arm(x) for x in schedules}
+    return {x: [non_math_curve(group / f"seed{s}" / arm / stage) for s in range(seeds)] for x, arm in arms.items()}
 
 
 def time_to_fixed(group: Path, seeds: int, arm: str, stage: str = "rl_joint") -> dict:

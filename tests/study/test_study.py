@@ -149,6 +149,10 @@ def test_an_adaptive_schedule_arm_is_judged_against_the_fixed_curriculum(tmp_pat
     assert times["per_seed"][0] == {"target": 0.35, "fixed_s": 120.0, "adaptive_s": 60.0}  # curve points 0, 60, 120 s
     assert times["speedup"] == 2.0
     assert "2.00x" in (tmp_path / "study.md").read_text()
+    fixed, transfer = group["schedule_curves"]["fixed"][0], group["schedule_curves"]["transfer"][0]
+    assert transfer[1][0] == 60.0 and transfer[1][1] >= fixed[-1][1] == 0.35  # (training s, mean outside math)
+    assert "(study_configured_schedules.png)" in (tmp_path / "study.md").read_text()
+    assert (tmp_path / "study_configured_schedules.png").stat().st_size > 0
 
 
 def test_a_schedule_arm_changes_only_the_stages_that_draw_several_domains():
