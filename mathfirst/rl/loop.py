@@ -178,7 +178,8 @@ def collect_streaming(
         if memory is not None:
             memory.observe([outcomes(task, scores)])
         sampled.append(group)
-        kept.extend([group] if len(set(scores)) > 1 else [])
+        if informative_groups(torch.tensor(scores), [0] * len(scores)):  # the rounds' rule, one group at a time
+            kept.append(group)
         flying -= 1
 
     room = max(len(chat_prompt_ids(tokenizer, t.question)) for tasks in pools.values() for t in tasks[:32])
