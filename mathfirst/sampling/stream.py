@@ -39,9 +39,8 @@ class Slot:
 class StreamingSampler:
     """Sample groups in one batch of `capacity` rows with a static KV cache of `columns` slots, of which the
     first `prompt_room` hold the first prompts (a longer prompt waits until the batch has decoded far enough
-    to place it). `next_group()`
-    gives the next group to admit (None: nothing for now; it is asked again as rows finish);
-    `on_group(request, rollouts)` receives each finished group, in the order groups finish."""
+    to place it). `next_group()` gives the next group to admit (None: nothing for now; it is asked again as
+    rows finish); `on_group(request, rollouts)` receives each finished group, in the order groups finish."""
 
     def __init__(self, model: PreTrainedModel, pad_id: int, eos_id: int, capacity: int, max_new_tokens: int,
                  temperature: float, top_p: float, columns: int, prompt_room: int = 0):  # fmt: skip
