@@ -292,6 +292,55 @@ def learning_curve_figure(run: Run) -> Figure | None:
     )
 
 
+def rl_budget_points(run: Run) -> list[tuple[float, dict[str, float]]]:
+    """Held-out greedy accuracy per domain against the RL training minutes spent so far, over the run's RL
+    stages in order: the last stage before RL at 0, each RL stage's learning-curve points past its step 0
+    (whose model is the previous stage's) and its final evaluation at the stage's end."""
+    before = [s for s in run.evals if s not in RL_STAGES]
+    points = [(0.0, {d: r["greedy"] for d, r in run.evals[before[-1]].items()})] if before else []
+    offset = 0.0
+    for stage in (s for s in RL_STAGES if s in run.evals or s in run.curves):
+        for p in run.curves.get(stage, []):
+            if p["step"] > 0:
+                points.append((offset + p["train_s"] / 60, {d: r["greedy"] for d, r in p["domains"].items()}))
+        offset += sum(r.get("step_s", 0.0) for r in run.metrics.get(stage, [])) / 60
+        if stage in run.evals:
+            points.append((offset, {d: r["greedy"] for d, r in run.evals[stage].items()}))
+    return points
+
+
+def budget_value(acc: dict[str, float], panel: str) -> float | None:
+    """A budget point's math accuracy, or the mean of its other domains (None where it has none)."""
+    if panel == "math":
+        return acc.get("math")
+    others = [v for d, v in acc.items() if d != "math"]
+    return sum(others) / len(others) if others else None
+
+
+def budget_figure(runs: list[Run]) -> Figure | None:
+    """Math and the non-math mean against RL training minutes, one line per run: the curriculum and its
+    ablations compared at equal RL budget rather than only at their ends."""
+    points = {r.name: rl_budget_points(r) for r in runs}
+    if len(runs) < 2 or not all(points.values()):
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.3))
+    for ax, title in zip(axes, ("math", NON_MATH)):
+        for name, pts in points.items():
+            xy = [(x, budget_value(acc, title)) for x, acc in pts if budget_value(acc, title) is not None]
+            ax.plot([x for x, _ in xy], [100 * y for _, y in xy], marker="o", ms=3, label=name)
+        ax.set_xlabel("RL training time (min), stages one after another")
+        ax.set_ylabel("held-out greedy accuracy (%)")
+        ax.set_title(title, fontsize=10)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return Figure(
+        "rl_budget.png",
+        _png(fig),
+        "Each run's held-out accuracy against the RL training time it had spent (sampling and updates): "
+        "stage-end evaluations and learning-curve points, which use a subset of the tasks (rl_*.eval_tasks).",
+    )
+
+
 def schedule_figure(run: Run) -> Figure | None:
     """Per multi-domain RL stage: the share of each step's prompts drawn from each domain (rl_*.schedule)."""
     stages = {s: rows for s, rows in run.metrics.items() if any(k.startswith("share_") for k in rows[-1])}
@@ -389,9 +438,9 @@ def report_sections(runs: list[Run], paths: list[Path]) -> list[tuple[str, list]
     accuracy, rl_curves, learning, skills = (
         accuracy_figure(main), curves_figure(main), learning_curve_figure(main), skills_figure(main)
     )  # fmt: skip
-    shares = schedule_figure(main)
+    shares, budget = schedule_figure(main), budget_figure(runs)
     (main.path / "report").mkdir(exist_ok=True)
-    for f in (accuracy, rl_curves, learning, skills, shares):
+    for f in (accuracy, rl_curves, learning, skills, shares, budget):
         if f is not None:
             (main.path / "report" / f.name).write_bytes(f.png)
     diffs = differences(paths)
@@ -422,7 +471,7 @@ def report_sections(runs: list[Run], paths: list[Path]) -> list[tuple[str, list]
     sections.append(("Cognitive skills per domain and stage (95% interval)", [skills_table(main), skills]))
     if len(runs) > 1:
         tables = [ablation_table(runs, diffs)] + ([ablation_table(runs, diffs, key)] if key else [])
-        sections.append(("Ablation: final stage of each run", tables))
+        sections.append(("Ablation: final stage of each run", tables + ([budget] if budget else [])))
     return sections
 
 

@@ -1,7 +1,8 @@
 import json
 import re
 
-from mathfirst.eval.report import signed, write_report
+from mathfirst.eval.paired import NON_MATH
+from mathfirst.eval.report import budget_figure, budget_value, load_run, rl_budget_points, signed, write_report
 from mathfirst.eval.stats import wilson
 
 DOMAINS = ("math", "stem", "logic")
@@ -129,7 +130,8 @@ def test_every_number_in_the_report_comes_from_the_run(tmp_path):
     assert formats[1][:2] == ["math", "90.0% / 55.6% [0.0, 100.0]"]  # 0.5 / 0.9
 
     page = html_path.read_text()
-    assert len(re.findall(r'<img src="data:image/png;base64,', page)) == 4  # accuracy, learning, RL curves, skills
+    images = len(re.findall(r'<img src="data:image/png;base64,', page))
+    assert images == 5  # accuracy, learning, RL curves, skills, and the runs against RL time (two runs)
     assert (main / "report" / "learning_curves.png").is_file()
     assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched
     assert '<mark class="verification"' in page
@@ -148,3 +150,36 @@ def test_domain_shares_are_drawn_only_for_stages_that_schedule_several_domains(t
     md, _ = write_report([run])
     assert (run / "report" / "domain_shares.png").stat().st_size > 1000
     assert "report/domain_shares.png" in md.read_text()
+
+
+def with_step_seconds(run, stage: str, seconds: float):
+    """Give each of the stage's RL steps `seconds` of training time, as the loop records it."""
+    path = run / stage / "metrics.jsonl"
+    rows = [json.loads(line) | {"step_s": seconds} for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_runs_are_compared_against_the_rl_time_they_spent(tmp_path):
+    curriculum = make_run(tmp_path / "curriculum", {"sft": {"math": 0.2, "logic": 0.1},
+                                                     "rl_math": {"math": 0.6, "logic": 0.1},
+                                                     "rl_joint": {"math": 0.6, "logic": 0.5}})  # fmt: skip
+    no_math = make_run(
+        tmp_path / "no-math", {"sft": {"math": 0.2, "logic": 0.1}, "rl_joint": {"math": 0.3, "logic": 0.4}}
+    )
+    for run, stage in ((curriculum, "rl_math"), (curriculum, "rl_joint"), (no_math, "rl_joint")):
+        with_step_seconds(run, stage, 30.0)  # 4 steps: 2 min per stage; curve points at steps 2 and 4 (1, 2 min)
+
+    points = rl_budget_points(load_run(curriculum))
+    assert [x for x, _ in points] == [0.0, 1.0, 2.0, 2.0, 3.0, 4.0, 4.0]
+    assert points[0][1] == {"math": 0.2, "logic": 0.1}  # the cold start, before any RL
+    assert points[1][1] == {"math": 0.3, "logic": 0.05}  # rl_math's curve at step 2 of 4 (the fixture's half)
+    assert points[3][1] == {"math": 0.6, "logic": 0.1}  # rl_math's final evaluation at its end
+    assert points[4][1] == {"math": 0.3, "logic": 0.25}  # rl_joint's curve at step 2, offset by rl_math's 2 min
+    assert [x for x, _ in rl_budget_points(load_run(no_math))] == [0.0, 1.0, 2.0, 2.0]
+    assert budget_value(points[4][1], NON_MATH) == 0.25 and budget_value(points[4][1], "math") == 0.3
+
+    md, _ = write_report([curriculum, no_math])
+    assert (curriculum / "report" / "rl_budget.png").stat().st_size > 1000
+    assert "report/rl_budget.png" in md.read_text().split("## Ablation")[1]
+    write_report([curriculum])
+    assert budget_figure([load_run(curriculum)]) is None  # one run: nothing to compare
