@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
+from mathfirst.data.domains import DOMAINS
 from mathfirst.data.schema import GYM_SOURCE_PREFIX as GYM_PREFIX
 from mathfirst.data.schema import TINY_SOURCE_PREFIX as TINY_PREFIX
 from mathfirst.rewards.answers import final_answer
@@ -40,10 +41,11 @@ def route(data_source: str, extra_info: dict[str, Any] | None) -> str:
         return "judge"
     if source in STRUCTURED:
         return STRUCTURED[source]
+    if source.startswith(TINY_PREFIX):  # the registry says how a tiny domain's answers are checked
+        domain = DOMAINS.get(source.removeprefix(TINY_PREFIX))
+        return "code" if domain is not None and domain.reward_style == "execution" else "rule"
     if ability == "code" or source in ("humaneval", "mbpp", "livecodebench"):
         return "code"
-    if source.startswith(TINY_PREFIX):
-        return "rule"  # the tiny world's answers are structured: integers, letters, names
     if info.get("style") == "choice" or source.split("/")[-1] in CHOICE_SOURCES:
         return "choice"
     if ability == "math" or source.split("/")[-1] in MATH_SOURCES:

@@ -3,7 +3,9 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mathfirst.rewards import compute_score, compute_scores, in_answer_format
+from mathfirst.data.domains import DOMAINS, Domain
+from mathfirst.data.schema import TINY_SOURCE_PREFIX
+from mathfirst.rewards import compute_score, compute_scores, in_answer_format, route
 from mathfirst.rewards.answers import last_boxed
 from mathfirst.rewards.code import last_code_block
 from mathfirst.rewards.rules import answers_match
@@ -114,3 +116,14 @@ def test_answer_format_is_what_the_verifier_could_read():
     assert in_answer_format(compute_score("math", "Answer: 8", "7"))
     assert in_answer_format(compute_score("tiny/code", "```python\ndef f(x):\n    return x\n```", TESTS))
     assert not in_answer_format(compute_score("tiny/code", "```python\nprint(f(2))\n```", TESTS))
+
+
+def test_a_tiny_domain_is_verified_as_its_registry_entry_says(monkeypatch):
+    for name, domain in DOMAINS.items():
+        assert route(f"{TINY_SOURCE_PREFIX}{name}", {"ability": name}) == (
+            "code" if domain.reward_style == "execution" else "rule"
+        )
+    # a new domain whose answers are programs is executed by its entry alone, whatever its name
+    monkeypatch.setitem(DOMAINS, "scripts", Domain("scripts", DOMAINS["code"].module, reward_style="execution"))
+    assert route(f"{TINY_SOURCE_PREFIX}scripts", {"ability": "scripts"}) == "code"
+    assert route(f"{TINY_SOURCE_PREFIX}unregistered", {"ability": "code"}) == "rule"
