@@ -9,6 +9,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 
@@ -292,21 +293,35 @@ def learning_curve_figure(run: Run) -> Figure | None:
     )
 
 
-def rl_budget_points(run: Run) -> list[tuple[float, dict[str, float]]]:
-    """Held-out greedy accuracy per domain against the RL training minutes spent so far, over the run's RL
-    stages in order: the last stage before RL at 0, each RL stage's learning-curve points past its step 0
-    (whose model is the previous stage's) and its final evaluation at the stage's end."""
+class BudgetPoint(NamedTuple):
+    steps: int  # RL updates so far, over the run's RL stages
+    minutes: float  # their training time (sampling and updates; evaluation excluded)
+    accuracy: dict[str, float]  # held-out greedy accuracy per domain
+
+
+def rl_budget_points(run: Run) -> list[BudgetPoint]:
+    """Held-out greedy accuracy per domain against the RL spent so far, over the run's RL stages in order: the
+    last stage before RL at 0, each RL stage's learning-curve points past its step 0 (whose model is the
+    previous stage's) and its final evaluation at the stage's end."""
     before = [s for s in run.evals if s not in RL_STAGES]
-    points = [(0.0, {d: r["greedy"] for d, r in run.evals[before[-1]].items()})] if before else []
-    offset = 0.0
+    points = [BudgetPoint(0, 0.0, greedy(run.evals[before[-1]]))] if before else []
+    steps, minutes = 0, 0.0
     for stage in (s for s in RL_STAGES if s in run.evals or s in run.curves):
-        for p in run.curves.get(stage, []):
-            if p["step"] > 0:
-                points.append((offset + p["train_s"] / 60, {d: r["greedy"] for d, r in p["domains"].items()}))
-        offset += sum(r.get("step_s", 0.0) for r in run.metrics.get(stage, [])) / 60
+        points += [
+            BudgetPoint(steps + p["step"], minutes + p["train_s"] / 60, greedy(p["domains"]))
+            for p in run.curves.get(stage, [])
+            if p["step"] > 0
+        ]
+        rows = run.metrics.get(stage, [])
+        steps += max((r["step"] for r in rows), default=0)
+        minutes += sum(r.get("step_s", 0.0) for r in rows) / 60
         if stage in run.evals:
-            points.append((offset, {d: r["greedy"] for d, r in run.evals[stage].items()}))
+            points.append(BudgetPoint(steps, minutes, greedy(run.evals[stage])))
     return points
+
+
+def greedy(domains: dict[str, dict]) -> dict[str, float]:
+    return {d: r["greedy"] for d, r in domains.items()}
 
 
 def budget_value(acc: dict[str, float], panel: str) -> float | None:
@@ -318,26 +333,29 @@ def budget_value(acc: dict[str, float], panel: str) -> float | None:
 
 
 def budget_figure(runs: list[Run]) -> Figure | None:
-    """Math and the non-math mean against RL training minutes, one line per run: the curriculum and its
-    ablations compared at equal RL budget rather than only at their ends."""
+    """Math and the non-math mean against RL updates (top) and RL training minutes (bottom), one line per run:
+    the curriculum and its ablations compared at equal RL budget rather than only at their ends."""
     points = {r.name: rl_budget_points(r) for r in runs}
     if len(runs) < 2 or not all(points.values()):
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.3))
-    for ax, title in zip(axes, ("math", NON_MATH)):
-        for name, pts in points.items():
-            xy = [(x, budget_value(acc, title)) for x, acc in pts if budget_value(acc, title) is not None]
-            ax.plot([x for x, _ in xy], [100 * y for _, y in xy], marker="o", ms=3, label=name)
-        ax.set_xlabel("RL training time (min), stages one after another")
-        ax.set_ylabel("held-out greedy accuracy (%)")
-        ax.set_title(title, fontsize=10)
-    axes[1].legend(fontsize=8)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.2))
+    for row, (axis, xlabel) in zip(axes, (("steps", "RL steps"), ("minutes", "RL training time (min)"))):
+        for ax, title in zip(row, ("math", NON_MATH)):
+            for name, pts in points.items():
+                xy = [(getattr(p, axis), budget_value(p.accuracy, title)) for p in pts]
+                xy = [(x, y) for x, y in xy if y is not None]
+                ax.plot([x for x, _ in xy], [100 * y for _, y in xy], marker="o", ms=3, label=name)
+            ax.set_xlabel(f"{xlabel}, stages one after another")
+            ax.set_ylabel("held-out greedy accuracy (%)")
+            ax.set_title(title, fontsize=10)
+    axes[0][1].legend(fontsize=8)
     fig.tight_layout()
     return Figure(
         "rl_budget.png",
         _png(fig),
-        "Each run's held-out accuracy against the RL training time it had spent (sampling and updates): "
-        "stage-end evaluations and learning-curve points, which use a subset of the tasks (rl_*.eval_tasks).",
+        "Each run's held-out accuracy against the RL it had spent: updates (top) and training time, sampling and "
+        "updates (bottom; comparable only between runs on the same machine and load). Stage-end evaluations and "
+        "learning-curve points, which use a subset of the tasks (rl_*.eval_tasks).",
     )
 
 

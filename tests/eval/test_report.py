@@ -170,13 +170,13 @@ def test_runs_are_compared_against_the_rl_time_they_spent(tmp_path):
         with_step_seconds(run, stage, 30.0)  # 4 steps: 2 min per stage; curve points at steps 2 and 4 (1, 2 min)
 
     points = rl_budget_points(load_run(curriculum))
-    assert [x for x, _ in points] == [0.0, 1.0, 2.0, 2.0, 3.0, 4.0, 4.0]
-    assert points[0][1] == {"math": 0.2, "logic": 0.1}  # the cold start, before any RL
-    assert points[1][1] == {"math": 0.3, "logic": 0.05}  # rl_math's curve at step 2 of 4 (the fixture's half)
-    assert points[3][1] == {"math": 0.6, "logic": 0.1}  # rl_math's final evaluation at its end
-    assert points[4][1] == {"math": 0.3, "logic": 0.25}  # rl_joint's curve at step 2, offset by rl_math's 2 min
-    assert [x for x, _ in rl_budget_points(load_run(no_math))] == [0.0, 1.0, 2.0, 2.0]
-    assert budget_value(points[4][1], NON_MATH) == 0.25 and budget_value(points[4][1], "math") == 0.3
+    assert [(p.steps, p.minutes) for p in points] == [(0, 0), (2, 1), (4, 2), (4, 2), (6, 3), (8, 4), (8, 4)]
+    assert points[0].accuracy == {"math": 0.2, "logic": 0.1}  # the cold start, before any RL
+    assert points[1].accuracy == {"math": 0.3, "logic": 0.05}  # rl_math's curve at step 2 of 4 (the fixture's half)
+    assert points[3].accuracy == {"math": 0.6, "logic": 0.1}  # rl_math's final evaluation at its end
+    assert points[4].accuracy == {"math": 0.3, "logic": 0.25}  # rl_joint's step 2, after rl_math's 4 steps, 2 min
+    assert [(p.steps, p.minutes) for p in rl_budget_points(load_run(no_math))] == [(0, 0), (2, 1), (4, 2), (4, 2)]
+    assert budget_value(points[4].accuracy, NON_MATH) == 0.25 and budget_value(points[4].accuracy, "math") == 0.3
 
     md, _ = write_report([curriculum, no_math])
     assert (curriculum / "report" / "rl_budget.png").stat().st_size > 1000
