@@ -23,6 +23,7 @@ from mathfirst.eval.suites import SHIPPED
 from mathfirst.model import best_device, build_tiny_model, count_params, load_model, save_model
 from mathfirst.plan.plan import plan, refusal
 from mathfirst.rl.loop import train_rl
+from mathfirst.run_lock import run_lock
 from mathfirst.study.skills import analyze_run
 from mathfirst.tokenizer import train_tokenizer
 from mathfirst.train.checkpoint import DiskFull, disk_full, fsync, write_json_atomic
@@ -229,6 +230,12 @@ def run_curriculum(
     if reuse is not None and not (reuse / "config.yaml").is_file():
         raise ConfigError(f"--reuse {reuse}: not a run folder (no config.yaml)")
     cfg = prepare_run_dir(cfg, out, resume)
+    with run_lock(out):
+        return run_stages(cfg, out, stages, reuse)
+
+
+def run_stages(cfg: RunConfig, out: Path, stages: list[str] | None, reuse: Path | None) -> dict:
+    """The stages of a prepared run folder, in order, then its skills analysis and report."""
     for s in stages or []:
         if getattr(cfg, s) is None:
             raise ConfigError(f"stage {s} has no `{s}:` section in the run's config")

@@ -12,6 +12,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mathfirst.data.domains import DOMAIN_NAMES
+from mathfirst.run_lock import run_lock
 from mathfirst.train.checkpoint import latest_checkpoint
 from mathfirst.train.metrics import read_metrics
 
@@ -203,3 +204,22 @@ def test_real_model_preset_without_the_model_is_a_clear_error(tmp_path):
     proc = mathfirst("run", "--config", cfg, "--out", tmp_path / "p")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and f"model.init: {partial}" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "p").exists()
+
+
+def test_a_run_folder_in_use_is_refused_until_its_process_ends(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text(SMOKE.read_text())
+    hold = f"from pathlib import Path; from mathfirst.run_lock import run_lock\nwith run_lock(Path({str(out)!r})):\n"
+    holder = subprocess.Popen([sys.executable, "-c", hold + "    print('held', flush=True); input()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = mathfirst("run", "--out", out, "--resume")
+        assert proc.returncode == 2 and f"in use by pid {holder.pid}" in proc.stderr, proc.stderr[-2000:]
+        assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "run.lock"]  # nothing started in it
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs, the operating system drops the lock
+        holder.wait()
+    with run_lock(out):
+        assert (out / "run.lock").read_text() == f"pid {os.getpid()}"
