@@ -297,6 +297,7 @@ class BudgetPoint(NamedTuple):
     steps: int  # RL updates so far, over the run's RL stages
     minutes: float  # their training time (sampling and updates; evaluation excluded)
     accuracy: dict[str, float]  # held-out greedy accuracy per domain
+    stage_end: str = ""  # the stage whose final evaluation this is ("" for a learning-curve point)
 
 
 def rl_budget_points(run: Run) -> list[BudgetPoint]:
@@ -304,7 +305,7 @@ def rl_budget_points(run: Run) -> list[BudgetPoint]:
     last stage before RL at 0, each RL stage's learning-curve points past its step 0 (whose model is the
     previous stage's) and its final evaluation at the stage's end."""
     before = [s for s in run.evals if s not in RL_STAGES]
-    points = [BudgetPoint(0, 0.0, greedy(run.evals[before[-1]]))] if before else []
+    points = [BudgetPoint(0, 0.0, greedy(run.evals[before[-1]]), before[-1])] if before else []
     steps, minutes = 0, 0.0
     for stage in (s for s in RL_STAGES if s in run.evals or s in run.curves):
         points += [
@@ -316,7 +317,7 @@ def rl_budget_points(run: Run) -> list[BudgetPoint]:
         steps += max((r["step"] for r in rows), default=0)
         minutes += sum(r.get("step_s", 0.0) for r in rows) / 60
         if stage in run.evals:
-            points.append(BudgetPoint(steps, minutes, greedy(run.evals[stage])))
+            points.append(BudgetPoint(steps, minutes, greedy(run.evals[stage]), stage))
     return points
 
 
@@ -342,9 +343,13 @@ def budget_figure(runs: list[Run]) -> Figure | None:
     for row, (axis, xlabel) in zip(axes, (("steps", "RL steps"), ("minutes", "RL training time (min)"))):
         for ax, title in zip(row, ("math", NON_MATH)):
             for name, pts in points.items():
-                xy = [(getattr(p, axis), budget_value(p.accuracy, title)) for p in pts]
-                xy = [(x, y) for x, y in xy if y is not None]
-                ax.plot([x for x, _ in xy], [100 * y for _, y in xy], marker="o", ms=3, label=name)
+                xy = [(getattr(p, axis), budget_value(p.accuracy, title), p.stage_end) for p in pts]
+                xy = [(x, 100 * y, end) for x, y, end in xy if y is not None]
+                line = ax.plot([x for x, _, _ in xy], [y for _, y, _ in xy], marker="o", ms=3, label=name)[0]
+                ends = [(x, y, end) for x, y, end in xy if end]
+                ax.plot([x for x, _, _ in ends], [y for _, y, _ in ends], "s", ms=6, color=line.get_color())
+                for x, y, end in ends:
+                    ax.annotate(end, (x, y), textcoords="offset points", xytext=(3, -10), fontsize=7)
             ax.set_xlabel(f"{xlabel}, stages one after another")
             ax.set_ylabel("held-out greedy accuracy (%)")
             ax.set_title(title, fontsize=10)
@@ -354,8 +359,9 @@ def budget_figure(runs: list[Run]) -> Figure | None:
         "rl_budget.png",
         _png(fig),
         "Each run's held-out accuracy against the RL it had spent: updates (top) and training time, sampling and "
-        "updates (bottom; comparable only between runs on the same machine and load). Stage-end evaluations and "
-        "learning-curve points, which use a subset of the tasks (rl_*.eval_tasks).",
+        "updates (bottom; comparable only between runs on the same machine and load): "
+        "learning-curve points (dots), which use a subset of the tasks (rl_*.eval_tasks), and stage-end evaluations "
+        "(squares, named) on all of them.",
     )
 
 
