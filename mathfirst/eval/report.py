@@ -7,6 +7,7 @@ import base64
 import html
 import io
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -117,7 +118,8 @@ def benchmark_table(run: Run) -> Table:
 def mean_key(run: Run) -> str | None:
     """The eval key of the sampled accuracy, e.g. `mean@4` (None when the run sampled nothing)."""
     first_domain = next(iter(next(iter(run.evals.values())).values()))
-    return next((k for k in first_domain if k.startswith("mean@") and not k.endswith("_ci95")), None)
+    keys = (k for k, v in first_domain.items() if k.startswith("mean@") and not k.endswith("_ci95") and v is not None)
+    return next(keys, None)
 
 
 def mean_at_k_table(run: Run) -> Table:
@@ -158,6 +160,36 @@ def ablation_table(runs: list[Run], diffs: dict, key: str = "greedy") -> Table:
     )
     header = [f"domain ({key})"] + [f"{r.name} ({' → '.join(r.evals)})" for r in runs]
     return Table(header + [f"{runs[0].name} − {r.name}" for r in runs[1:]], rows)
+
+
+def answer_collapse(run: Run, stage: str) -> dict[str, tuple[float, float | None]]:
+    """Per domain, from the stage's greedy responses: (the accuracy of always giving the held-out set's most
+    common gold answer, the share of the responses that give the stage's own most common answer). A policy
+    that has learnt one answer (Yes to every syllogism) scores the first and shows a high second."""
+    rows = [r for r in read_samples(run.path / stage / "samples.jsonl") if r["kind"] == "greedy"]
+    out = {}
+    for domain in dict.fromkeys(r["domain"] for r in rows):
+        mine = [r for r in rows if r["domain"] == domain]
+        gold = Counter(str(r["answer"]) for r in mine).most_common(1)[0][1]
+        answers = [r["pred"] for r in mine if r.get("pred") is not None]
+        top = Counter(map(str, answers)).most_common(1)[0][1] / len(mine) if answers else None
+        out[domain] = (gold / len(mine), top)  # no answer to count where the verifier keeps none (code runs)
+    return out
+
+
+def collapse_table(run: Run) -> Table:
+    """Per domain: the majority-answer baseline, then per stage its accuracy and the share of its greedy
+    answers that are its most common one, so that an accuracy reached by repeating one answer is seen."""
+    stages = [s for s in run.evals if (run.path / s / "samples.jsonl").is_file()]
+    collapse = {s: answer_collapse(run, s) for s in stages}
+    domains = list(next(iter(run.evals.values())))
+    rows = [
+        [d, pct(collapse[stages[0]][d][0])]
+        + [f"{pct(run.evals[s][d]['greedy'])} / {pct(collapse[s][d][1])}" for s in stages]
+        for d in domains
+        if all(d in collapse[s] for s in stages)
+    ]
+    return Table(["domain (accuracy / most common answer's share)", "majority answer"] + stages, rows)
 
 
 def format_table(run: Run) -> Table:
@@ -488,6 +520,8 @@ def report_sections(runs: list[Run], paths: list[Path]) -> list[tuple[str, list]
     if formats.header[1:]:
         sections.append(("Answer format: share of greedy answers the verifier can read, accuracy among them",
                          [formats]))  # fmt: skip
+    sections.append(("One answer for all? Accuracy against always giving the most common gold answer",
+                     [collapse_table(main)]))  # fmt: skip
     if main.benchmarks:
         sections.append(("Benchmarks (greedy, 95% interval)", [benchmark_table(main)]))
     if main.metrics:

@@ -2,7 +2,16 @@ import json
 import re
 
 from mathfirst.eval.paired import NON_MATH
-from mathfirst.eval.report import budget_figure, budget_value, load_run, rl_budget_points, signed, write_report
+from mathfirst.eval.report import (
+    answer_collapse,
+    budget_figure,
+    budget_value,
+    load_run,
+    mean_key,
+    rl_budget_points,
+    signed,
+    write_report,
+)
 from mathfirst.eval.stats import wilson
 
 DOMAINS = ("math", "stem", "logic")
@@ -183,3 +192,30 @@ def test_runs_are_compared_against_the_rl_time_they_spent(tmp_path):
     assert "report/rl_budget.png" in md.read_text().split("## Ablation")[1]
     write_report([curriculum])
     assert budget_figure([load_run(curriculum)]) is None  # one run: nothing to compare
+
+
+def test_an_accuracy_reached_by_repeating_one_answer_is_shown_beside_the_majority_baseline(tmp_path):
+    run = make_run(tmp_path / "run", {"sft": {"logic": 0.25}, "rl_joint": {"logic": 0.75}}, n=4)
+    path = run / "rl_joint" / "samples.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    greedy = [r for r in rows if r["kind"] == "greedy"]
+    for r, gold in zip(greedy, ("Yes", "Yes", "Yes", "No")):
+        r |= {"answer": gold, "pred": "Yes", "score": float(gold == "Yes")}  # Yes to everything
+    path.write_text("".join(json.dumps(r) + "\n" for r in greedy))
+    (run / "sft" / "samples.jsonl").write_text(path.read_text().replace('"pred": "Yes"', '"pred": null'))
+
+    assert answer_collapse(load_run(run), "rl_joint") == {"logic": (0.75, 1.0)}
+    assert answer_collapse(load_run(run), "sft") == {"logic": (0.75, None)}  # no answer kept (as for code)
+    md, _ = write_report([run])
+    table = md_tables(md.read_text())["One answer for all? Accuracy against always giving the most common gold answer"]
+    assert table[1] == ["logic", "75.0%", "25.0% / –", "75.0% / 100.0%"]
+
+
+def test_a_run_that_sampled_nothing_has_no_sampled_accuracy_table(tmp_path):
+    run = make_run(tmp_path / "run", {"sft": {"math": 0.5}})
+    path = run / "sft" / "eval.json"
+    evals = json.loads(path.read_text())
+    evals["domains"]["math"] = {k: v for k, v in evals["domains"]["math"].items() if not k.startswith("mean@")}
+    evals["domains"]["math"] |= {"mean@0": None, "mean@0_ci95": None}  # what eval.samples: 0 writes
+    path.write_text(json.dumps(evals))
+    assert mean_key(load_run(run)) is None
