@@ -397,9 +397,16 @@ def budget_figure(runs: list[Run]) -> Figure | None:
     )
 
 
+def scheduled_steps(run: Run) -> dict[str, list[dict]]:
+    """Per RL stage that scheduled several domains: its metrics rows that record the domain shares (not the
+    learning curve's step-0 row)."""
+    shares = {s: [r for r in rows if any(k.startswith("share_") for k in r)] for s, rows in run.metrics.items()}
+    return {s: rows for s, rows in shares.items() if rows}
+
+
 def schedule_figure(run: Run) -> Figure | None:
     """Per multi-domain RL stage: the share of each step's prompts drawn from each domain (rl_*.schedule)."""
-    stages = {s: rows for s, rows in run.metrics.items() if any(k.startswith("share_") for k in rows[-1])}
+    stages = scheduled_steps(run)
     if not stages:
         return None
     fig, axes = plt.subplots(1, len(stages), figsize=(5.5 * len(stages), 3), squeeze=False)

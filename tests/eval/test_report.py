@@ -9,6 +9,7 @@ from mathfirst.eval.report import (
     load_run,
     mean_key,
     rl_budget_points,
+    scheduled_steps,
     signed,
     write_report,
 )
@@ -155,7 +156,9 @@ def test_domain_shares_are_drawn_only_for_stages_that_schedule_several_domains(t
     assert not (run / "report" / "domain_shares.png").exists()  # no share_<domain> metrics: nothing scheduled
     rows = [json.loads(line) for line in (run / "rl_joint" / "metrics.jsonl").read_text().splitlines()]
     rows = [r | {"share_math": 0.5 - 0.1 * i, "share_logic": 0.5 + 0.1 * i} for i, r in enumerate(rows)]
+    rows.insert(0, {"step": 0, "heldout_math": 0.5})  # the learning curve's step 0: no shares, none drawn
     (run / "rl_joint" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [r["step"] for r in scheduled_steps(load_run(run))["rl_joint"]] == [1, 2, 3, 4]
     md, _ = write_report([run])
     assert (run / "report" / "domain_shares.png").stat().st_size > 1000
     assert "report/domain_shares.png" in md.read_text()
