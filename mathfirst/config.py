@@ -178,6 +178,12 @@ class RLConfig(Strict):
 
     steps: int = Field(gt=0, description="DAPO steps (one sampled batch each)")
     prompts_per_step: int = Field(16, gt=0, description="groups per update batch, after dynamic sampling")
+    seed: int | None = Field(
+        None,
+        description="this stage's own seed (its prompt pools, their draw and its sampling); unset: the run's seed "
+        "plus the stage's index. Another value repeats the stage from the same checkpoint (`--reuse` keeps the "
+        "stages before it), to see how much of one run's result is chance",
+    )
     group_size: int = Field(8, ge=2, description="G responses per prompt")
     lr: float = Field(1e-4, gt=0, description="learning rate (linear warm-up, then constant)")
     warmup_steps: int = Field(0, ge=0, description="linear warm-up steps")

@@ -78,6 +78,22 @@ def test_smoke_curriculum_end_to_end(tmp_path):
     assert (ablation / "sft" / "model.safetensors").read_bytes() == (out / "sft" / "model.safetensors").read_bytes()
     assert not (ablation / "rl_math").exists() and (ablation / "rl_joint" / "eval.json").is_file()
 
+    # a replicate of the joint stage alone: its own seed, everything before it reused
+    replicate = tmp_path / "replicate.yaml"
+    replicate.write_text(SMOKE.read_text().replace("rl_joint:\n", "rl_joint:\n  seed: 7\n", 1))
+    again = tmp_path / "again"
+    proc = mathfirst("run", "--config", replicate, "--out", again, "--reuse", out, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "pretrain, sft, rl_math" in proc.stdout
+    first, second = sampled_prompts(out / "rl_joint"), sampled_prompts(again / "rl_joint")
+    assert first and second and first != second
+
+
+def sampled_prompts(stage_dir: Path) -> list[str]:
+    """The ids of the prompts an RL stage sampled, in order (its groups.jsonl)."""
+    steps = [json.loads(line) for line in (stage_dir / "groups.jsonl").read_text().splitlines()]
+    return [group[0] for step in steps for group in step["groups"]]
+
 
 def start_run(*args) -> subprocess.Popen:
     return subprocess.Popen(

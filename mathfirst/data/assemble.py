@@ -16,7 +16,9 @@ POOL_PER_DOMAIN = 4000  # generated tiny-world training tasks per domain; this b
 
 
 def stage_seed(cfg: RunConfig, stage: str) -> int:
-    return cfg.seed + STAGES.index(stage)
+    """A stage's seed: the RL stage's own `seed` where set, else the run's seed plus the stage's index."""
+    own = getattr(getattr(cfg, stage), "seed", None)
+    return cfg.seed + STAGES.index(stage) if own is None else own
 
 
 def tiny_prompt(task: Task, style: str) -> RLPrompt:

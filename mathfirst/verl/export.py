@@ -109,7 +109,7 @@ def rl_data_overrides(cfg: RunConfig, rl: RLConfig, folder: Path) -> dict[str, o
         "data.max_response_length": rl.max_new_tokens,
         "data.train_batch_size": rl.prompts_per_step,
         "data.gen_batch_size": rl.prompts_per_step,
-        "data.seed": cfg.seed,
+        "data.seed": cfg.seed if rl.seed is None else rl.seed,
     }
 
 

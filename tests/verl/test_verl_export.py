@@ -187,3 +187,18 @@ def test_a_learning_curve_exports_as_verls_validation(tmp_path):
     assert rl["trainer.test_freq"] == "2" and rl["trainer.val_before_train"] == "true"
     val = pq.read_table(tmp_path / "rl_math" / "val.parquet").to_pylist()
     assert len(val) == 3 * len(cfg.eval.domains) and {r["ability"] for r in val} == set(cfg.eval.domains)
+
+
+def test_a_stage_with_its_own_seed_exports_its_own_prompts_and_shuffle(export, tmp_path):
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", {"rl_joint": {"seed": 7}})
+    cfg.sft.optimizer = "adamw"
+    export_verl(cfg, tmp_path)
+    assert overrides(tmp_path, "rl_joint")["data.seed"] == "7"
+    assert overrides(export, "rl_joint")["data.seed"] == str(cfg.seed)
+    questions = [
+        [r["prompt"][0]["content"] for r in pq.read_table(folder / "rl_joint" / "train.parquet").to_pylist()]
+        for folder in (export, tmp_path)
+    ]
+    assert questions[0] != questions[1]
+    math_rows = [pq.read_table(folder / "rl_math" / "train.parquet").to_pylist() for folder in (export, tmp_path)]
+    assert math_rows[0] == math_rows[1]  # the other stages keep theirs
